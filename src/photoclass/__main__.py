@@ -1,0 +1,3 @@
+from photoclass.cli import main
+
+main()

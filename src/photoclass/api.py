@@ -1,0 +1,84 @@
+"""The Python API: each function is one stage, and the CLI is a thin layer over these.
+
+import photoclass
+run = photoclass.train("data/cats-owls", "models/co", model="small-cnn", epochs=20)
+ev = photoclass.evaluate("models/co", "data/cats-owls/val")
+print(ev.accuracy, ev.metrics["accuracy_ci95"])
+for p in photoclass.predict("models/co", ["photos/"], top_k=2):
+    print(p.path, p.label, p.probability)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from photoclass import runtime
+from photoclass.bundle import Bundle, load_bundle
+from photoclass.config import TrainConfig
+from photoclass.evaluate import Evaluation, evaluate_split
+from photoclass.predict import Prediction, predict_paths
+from photoclass.train import TrainResult
+from photoclass.train import train as _train
+
+runtime.tune_allocator()
+
+
+def load_model(model: str | Path | Bundle) -> Bundle:
+    """Load a bundle folder written by `train` (no pickle: safetensors + JSON)."""
+    return model if isinstance(model, Bundle) else load_bundle(Path(model))
+
+
+def train(
+    data: str | Path,
+    out: str | Path,
+    config: TrainConfig | None = None,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+    **options: Any,
+) -> TrainResult:
+    """Train on `data/train/<class>/` and write the model bundle to `out`.
+
+    `options` override fields of `config` (e.g. `model="small-cnn", epochs=20`)."""
+    config = dataclasses.replace(config or TrainConfig(), **options)
+    return _train(
+        Path(data), Path(out), config, resume=resume, overwrite=overwrite, progress=progress
+    )
+
+
+def evaluate(
+    model: str | Path | Bundle,
+    split: str | Path,
+    *,
+    metrics_out: str | Path | None = None,
+    report_out: str | Path | None = None,
+    progress: bool = True,
+) -> Evaluation:
+    """Score `model` on a labelled folder `split/<class>/`; optionally write `metrics.json`
+    and the HTML report."""
+    bundle = load_model(model)
+    evaluation = evaluate_split(bundle, Path(split), progress=progress)
+    if metrics_out is not None:
+        evaluation.save(Path(metrics_out))
+    if report_out is not None:
+        from photoclass.report import write_report
+
+        write_report(bundle, evaluation, Path(report_out))
+    return evaluation
+
+
+def predict(
+    model: str | Path | Bundle,
+    paths: Sequence[str | Path],
+    *,
+    top_k: int = 1,
+    progress: bool = False,
+) -> list[Prediction]:
+    """Label every photo under `paths` (files or folders); unreadable photos get an `error`."""
+    return predict_paths(
+        load_model(model), [Path(p) for p in paths], top_k=top_k, progress=progress
+    )

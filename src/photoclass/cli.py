@@ -1,0 +1,244 @@
+"""The `photoclass` command line: each command parses, calls one `photoclass.api` function
+and renders the result. No logic lives here; errors a user can cause become one line."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from photoclass import render, runtime
+from photoclass.config import TrainConfig, load
+from photoclass.errors import PhotoclassError
+
+app = typer.Typer(
+    help="Collect labelled photos, train an image classifier, evaluate it honestly, predict.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+def command(name: str | None = None, **kwargs: Any) -> Callable:
+    """`app.command` that turns a `PhotoclassError` into one red line and exit code 1."""
+
+    def wrap(fn: Callable) -> Callable:
+        @functools.wraps(fn)
+        def run(*args: Any, **kw: Any) -> Any:
+            try:
+                return fn(*args, **kw)
+            except PhotoclassError as e:
+                render.error(str(e))
+                raise typer.Exit(1) from None
+            except KeyboardInterrupt:
+                render.error(
+                    "interrupted; rerun the same command (train: add --resume) to continue"
+                )
+                raise typer.Exit(130) from None
+
+        return app.command(name, **kwargs)(run)
+
+    return wrap
+
+
+# Options shared by several commands, defined once.
+ConfigOpt = Annotated[
+    Path | None, typer.Option("--config", "-c", help="TOML file with any option below.")
+]
+ModelArg = Annotated[Path, typer.Argument(help="Model folder written by `photoclass train --out`.")]
+_DATA, _MODEL, _OPT, _AUG = "Data", "Model", "Optimiser", "Augmentation"
+
+
+@command()
+def train(
+    data: Annotated[
+        Path, typer.Argument(help="Dataset folder: DATA/train/<class>/*.jpg (+ val/, test/).")
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the model bundle.")],
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="seed-cnn | small-cnn | efficientnet-lite0 (see `photoclass models`).",
+            rich_help_panel=_MODEL,
+        ),
+    ] = None,
+    image_size: Annotated[
+        int | None,
+        typer.Option(help="Input side in pixels [model default].", rich_help_panel=_MODEL),
+    ] = None,
+    epochs: Annotated[
+        int | None,
+        typer.Option(help="Training (fine-tuning) epochs [model default].", rich_help_panel=_OPT),
+    ] = None,
+    batch_size: Annotated[
+        int | None, typer.Option(help="Photos per step [model default].", rich_help_panel=_OPT)
+    ] = None,
+    lr: Annotated[
+        float | None, typer.Option(help="Learning rate [model default].", rich_help_panel=_OPT)
+    ] = None,
+    optimizer: Annotated[
+        str | None,
+        typer.Option(help="rmsprop | adamw | sgd [model default].", rich_help_panel=_OPT),
+    ] = None,
+    patience: Annotated[
+        int | None,
+        typer.Option(
+            help="Early stopping: epochs without a better validation loss.", rich_help_panel=_OPT
+        ),
+    ] = None,
+    probe_epochs: Annotated[
+        int | None,
+        typer.Option(
+            help="Pretrained models: head-only epochs on cached features.", rich_help_panel=_OPT
+        ),
+    ] = None,
+    unfreeze: Annotated[
+        int | None,
+        typer.Option(help="Pretrained models: backbone blocks to fine-tune.", rich_help_panel=_OPT),
+    ] = None,
+    balance: Annotated[
+        bool | None,
+        typer.Option(
+            "--balance/--no-balance",
+            help="Weight the loss by inverse class frequency.",
+            rich_help_panel=_OPT,
+        ),
+    ] = None,
+    hflip: Annotated[
+        float | None, typer.Option(help="Horizontal-flip probability.", rich_help_panel=_AUG)
+    ] = None,
+    zoom: Annotated[
+        float | None, typer.Option(help="Zoom range (0.2 = 80%..120%).", rich_help_panel=_AUG)
+    ] = None,
+    shear: Annotated[
+        float | None, typer.Option(help="Shear in degrees.", rich_help_panel=_AUG)
+    ] = None,
+    crop_scale: Annotated[
+        float | None,
+        typer.Option(
+            help="Random-resized-crop: smallest area kept (1 = off).", rich_help_panel=_AUG
+        ),
+    ] = None,
+    rotate: Annotated[
+        float | None, typer.Option(help="Rotation range in degrees.", rich_help_panel=_AUG)
+    ] = None,
+    color_jitter: Annotated[
+        float | None,
+        typer.Option(help="Brightness/contrast/saturation jitter.", rich_help_panel=_AUG),
+    ] = None,
+    seed: Annotated[
+        int | None, typer.Option(help="Random seed: same seed, same model.", rich_help_panel=_DATA)
+    ] = None,
+    val_fraction: Annotated[
+        float | None,
+        typer.Option(help="Held-out share of train/ when there is no val/.", rich_help_panel=_DATA),
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="Augmentation worker processes.", rich_help_panel=_DATA)
+    ] = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue an interrupted run from its last checkpoint.")
+    ] = False,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace a model already in --out.")
+    ] = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Train a classifier on a folder of photos and write MODEL/model.safetensors + photoclass.json.
+
+    Example: photoclass train data/cats-owls --out models/cats-owls
+    """
+    options = {
+        k: v
+        for k, v in locals().items()
+        if k not in ("data", "out", "resume", "overwrite", "config")
+    }
+    cfg = load(TrainConfig, config, "train", options)
+    from photoclass import api
+
+    result = api.train(data, out, cfg, resume=resume, overwrite=overwrite)
+    render.metrics(result.metrics, title=f"validation ({result.meta['data']['val_source']})")
+
+
+@command()
+def evaluate(
+    model: ModelArg,
+    split: Annotated[
+        Path, typer.Argument(help="Labelled folder SPLIT/<class>/*.jpg, e.g. DATA/test.")
+    ],
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Folder for metrics.json [the model folder].")
+    ] = None,
+    report: Annotated[bool, typer.Option("--report", help="Also write report.html there.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
+) -> None:
+    """Accuracy with its 95% interval, loss, per-class precision/recall/F1, confusion matrix, ROC AUC.
+
+    Example: photoclass evaluate models/cats-owls data/cats-owls/test --report
+    """
+    from photoclass import api
+
+    folder = out or model
+    folder.mkdir(parents=True, exist_ok=True)
+    evaluation = api.evaluate(
+        model,
+        split,
+        metrics_out=folder / "metrics.json",
+        report_out=folder / "report.html" if report else None,
+        progress=not as_json,
+    )
+    render.metrics(evaluation.metrics, title=f"evaluation on {split}", as_json=as_json)
+    render.note(
+        f"metrics written to {folder / 'metrics.json'}"
+        + (f", report to {folder / 'report.html'}" if report else ""),
+        quiet=as_json,
+    )
+
+
+@command()
+def predict(
+    model: ModelArg,
+    paths: Annotated[
+        list[Path], typer.Argument(help="Photos and/or folders (searched recursively).")
+    ],
+    top_k: Annotated[
+        int, typer.Option("--top-k", "-k", help="How many labels to show per photo.")
+    ] = 1,
+    fmt: Annotated[
+        render.Format, typer.Option("--format", "-f", help="Output format.")
+    ] = render.Format.table,
+) -> None:
+    """Label new photos. Unreadable files are reported per file; exit code 1 only if none could be read.
+
+    Example: photoclass predict models/cats-owls photo.jpg more-photos/ --top-k 2 --format csv
+    """
+    from photoclass import api
+
+    predictions = api.predict(model, paths, top_k=top_k)
+    render.predictions(predictions, fmt)
+    if not any(p.error is None for p in predictions):
+        raise typer.Exit(1)
+
+
+@command()
+def models() -> None:
+    """List the model architectures and their training recipes.
+
+    Example: photoclass models
+    """
+    from photoclass.models import get_model_entry, list_models
+
+    render.models([get_model_entry(name) for name in list_models()])
+
+
+def main() -> None:
+    runtime.reexec_with_jemalloc()
+    app()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

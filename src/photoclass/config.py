@@ -1,0 +1,215 @@
+"""Typed settings for every stage, in one place.
+
+Defaults reproduce the reference tutorial (`shared/reference/reference-system.md`) wherever it
+made a choice. Training options whose right value depends on the model default to `None`
+and are filled from that model's recipe (`photoclass.models`), the way timm lets a model's
+own config fill what the user left unset.
+
+A TOML file can hold any of these fields, under a table named after the stage
+(`[train]`, `[collect]`) or flat at top level; an unknown key or a value of the wrong type is
+an error, never silently ignored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, TypeVar
+
+import tomllib
+
+from photoclass.errors import ConfigError
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A model's training defaults: what `None` in `TrainConfig` resolves to."""
+
+    image_size: int
+    batch_size: int
+    epochs: int
+    lr: float
+    optimizer: str  # "rmsprop" | "adamw" | "sgd"
+    weight_decay: float = 0.0
+    scheduler: str = "constant"  # "constant" | "onecycle"
+    patience: int = 3  # early stopping: epochs without a better validation loss
+    # Augmentation, as in torchvision.transforms.v2.
+    hflip: float = 0.5  # probability of a horizontal flip
+    zoom: float = 0.0  # Keras-style zoom range: scale in [1 - zoom, 1 + zoom]
+    shear: float = 0.0  # degrees
+    crop_scale: float = 1.0  # RandomResizedCrop: smallest fraction of the area kept (1 = off)
+    rotate: float = 0.0  # degrees
+    color_jitter: float = 0.0  # brightness/contrast/saturation strength
+    # Pretrained models only: train the head on cached frozen features for `probe_epochs`,
+    # then fine-tune the last `unfreeze` backbone blocks for `epochs` with augmentation.
+    probe_epochs: int = 0
+    probe_lr: float = 1e-2
+    unfreeze: int = 0
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything `photoclass train` needs besides the data and the output folder."""
+
+    model: str = "efficientnet-lite0"
+    epochs: int | None = None
+    image_size: int | None = None
+    batch_size: int | None = None
+    lr: float | None = None
+    optimizer: str | None = None
+    weight_decay: float | None = None
+    scheduler: str | None = None
+    patience: int | None = None
+    hflip: float | None = None
+    zoom: float | None = None
+    shear: float | None = None
+    crop_scale: float | None = None
+    rotate: float | None = None
+    color_jitter: float | None = None
+    probe_epochs: int | None = None
+    probe_lr: float | None = None
+    unfreeze: int | None = None
+    seed: int = 0
+    val_fraction: float = 0.2  # used only when DATA has no val/ folder
+    balance: bool = False  # weight the loss by inverse class frequency
+    workers: int = 2  # augmentation worker processes (0 = in the main process)
+
+    def resolve(self, recipe: Recipe) -> ResolvedTrainConfig:
+        """Fill every `None` from the model's recipe."""
+        given = {f.name: getattr(self, f.name) for f in fields(Recipe)}
+        merged = dataclasses.replace(recipe, **{k: v for k, v in given.items() if v is not None})
+        cfg = ResolvedTrainConfig(
+            model=self.model,
+            seed=self.seed,
+            val_fraction=self.val_fraction,
+            balance=self.balance,
+            workers=self.workers,
+            **dataclasses.asdict(merged),
+        )
+        cfg.validate()
+        return cfg
+
+
+@dataclass(frozen=True)
+class ResolvedTrainConfig(Recipe):
+    """A `TrainConfig` with every model default filled in: what a run actually used."""
+
+    model: str = "efficientnet-lite0"
+    seed: int = 0
+    val_fraction: float = 0.2
+    balance: bool = False
+    workers: int = 2
+
+    def validate(self) -> None:
+        checks = [
+            (self.epochs >= 0, "epochs must be >= 0"),
+            (self.image_size >= 32, "image-size must be >= 32"),
+            (self.batch_size >= 1, "batch-size must be >= 1"),
+            (self.lr > 0, "lr must be > 0"),
+            (self.optimizer in ("rmsprop", "adamw", "sgd"), "optimizer must be rmsprop|adamw|sgd"),
+            (self.scheduler in ("constant", "onecycle"), "scheduler must be constant|onecycle"),
+            (0 < self.val_fraction < 1, "val-fraction must be between 0 and 1"),
+            (0 <= self.hflip <= 1, "hflip is a probability, between 0 and 1"),
+            (0 <= self.zoom < 1, "zoom must be in [0, 1)"),
+            (0 < self.crop_scale <= 1, "crop-scale must be in (0, 1]"),
+            (self.workers >= 0, "workers must be >= 0"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(f"invalid training option: {message}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class CollectConfig:
+    """`photoclass collect`: defaults reproduce the reference tutorial's Flickr search."""
+
+    classes: tuple[str, ...] = ()
+    queries: dict[str, str] = field(default_factory=dict)  # class -> search text (default: name)
+    tags: str | None = None  # comma list; default: the class name, as the reference; "" = none
+    tag_mode: str = "all"
+    sort: str = "relevance"
+    license: str | None = None  # comma list of names or ids; None = all licenses
+    size: str = "c"  # url_c (800 px), falling back for photos that lack it
+    per_class: int = 960
+    split: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    test_per_class: int | None = None  # overrides the test share of `split`
+    seed: int = 0
+    # Politeness. Photos come from a CDN (live.staticflickr.com), built for many parallel
+    # readers: 32 connections is what a few browser tabs open. The rate cap only matters
+    # when responses come back faster than 32 connections can ask.
+    concurrency: int = 32  # simultaneous image downloads
+    rate: float = 500.0  # image requests per second per host, at most
+    api_rate: float = 1.0  # Flickr API calls per second (Flickr allows ~3,600/hour)
+    api_budget: int = 3000  # API calls per hour this run may spend
+    retries: int = 5  # per photo and per API call, after the first attempt
+    backoff: float = 1.0  # seconds before the first retry, doubling each time, jittered
+    timeout: float = 30.0  # seconds per HTTP request
+    min_side: int = 64  # smaller photos are rejected (a thumbnail served instead)
+    max_pixels: int = 40_000_000  # larger ones too (decompression bombs)
+    dedup_distance: int = 4  # perceptual-hash bits: this close = the same photo, dropped
+    group_distance: int = 10  # this close = near-duplicates, kept in one split
+    group_by_owner: bool = True  # keep one owner's photos in one split
+    api_url: str = "https://api.flickr.com/services/rest/"
+
+
+def _coerce(name: str, value: Any, annotation: Any) -> Any:
+    """Check a TOML value against a dataclass field's type (int is accepted for float)."""
+    hint = annotation
+    origin = typing.get_origin(hint)
+    allowed: tuple[Any, ...] = (
+        typing.get_args(hint) if origin in (typing.Union, types.UnionType) else (hint,)
+    )
+    for kind in allowed:
+        base = typing.get_origin(kind) or kind
+        if kind is type(None) and value is None:
+            return None
+        if base is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if base is int and isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if base is bool and isinstance(value, bool):
+            return value
+        if base is str and isinstance(value, str):
+            return value
+        if base is tuple and isinstance(value, list):
+            return tuple(value)
+        if base is dict and isinstance(value, dict):
+            return value
+    raise ConfigError(
+        f"config key '{name}' has the wrong type ({type(value).__name__}); see --help"
+    )
+
+
+def from_mapping(cls: type[T], data: dict[str, Any]) -> T:
+    """Build a config dataclass from a mapping, rejecting unknown keys and wrong types."""
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(
+            f"unknown config key(s) {', '.join(unknown)}; valid keys: {', '.join(sorted(known))}"
+        )
+    return cls(**{k: _coerce(k, v, hints[k]) for k, v in data.items()})
+
+
+def load(cls: type[T], path: Path | None, section: str, overrides: dict[str, Any]) -> T:
+    """Config file values (table `section`, or flat), then non-None CLI overrides on top."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"config file {path} not found; check the --config path") from None
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"config file {path} is not valid TOML ({e})") from None
+        data = dict(raw.get(section, raw))
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    return from_mapping(cls, data)

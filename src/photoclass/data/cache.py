@@ -1,0 +1,105 @@
+"""Decode each photo once per image size and keep the uint8 pixels.
+
+Decoding a Flickr-size JPEG costs more than a small CNN's forward pass, so a naive pipeline
+spends most of every epoch in libjpeg. Here every photo is decoded and resized once, in
+parallel, into a memory-mapped `.npy` file under the user's cache folder, keyed by the files'
+paths, sizes and modification times: the page cache keeps it in RAM when it fits, the disk
+holds it when it does not, and later runs (resume, evaluate, another seed) reuse it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from photoclass.data.decode import try_decode
+from photoclass.progress import progress_bar
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """Pixels of the photos that decoded (`images[i]` is `paths[ok[i]]`) and the ones that did not."""
+
+    images: np.ndarray  # (n_ok, size, size, 3) uint8, possibly memory-mapped
+    ok: list[int]  # indexes into the requested paths
+    skipped: list[dict[str, str]]  # {"path": ..., "reason": ...}
+
+
+def cache_dir() -> Path:
+    root = (
+        os.environ.get("PHOTOCLASS_CACHE")
+        or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "photoclass"
+    )
+    return Path(root) / "decoded"
+
+
+def _key(paths: Sequence[Path], size: int) -> str:
+    digest = hashlib.sha256(f"v1 {size}".encode())
+    for path in paths:
+        stat = path.stat()
+        digest.update(f"\0{path.resolve()}\0{stat.st_size}\0{stat.st_mtime_ns}".encode())
+    return digest.hexdigest()[:24]
+
+
+def decode_all(
+    paths: Sequence[Path],
+    size: int,
+    *,
+    workers: int | None = None,
+    progress: bool = True,
+    use_cache: bool = True,
+) -> Decoded:
+    """Decode `paths` to (size, size, 3) uint8, from the cache when it is there."""
+    paths = [Path(p) for p in paths]
+    folder = cache_dir()
+    key = _key(paths, size)
+    array_path, meta_path = folder / f"{key}.npy", folder / f"{key}.json"
+    if use_cache and array_path.exists() and meta_path.exists():
+        meta = json.loads(meta_path.read_text())
+        return Decoded(np.load(array_path, mmap_mode="r"), meta["ok"], meta["skipped"])
+
+    images, ok, skipped = _decode_parallel(paths, size, workers, progress)
+    if use_cache:
+        folder.mkdir(parents=True, exist_ok=True)
+        # Write under temporary names, then rename: a killed run never leaves a half cache.
+        tmp = folder / f"{key}.{os.getpid()}.part.npy"
+        np.save(tmp, images)
+        os.replace(tmp, array_path)
+        tmp_meta = meta_path.with_suffix(f".{os.getpid()}.part")
+        tmp_meta.write_text(json.dumps({"ok": ok, "skipped": skipped}))
+        os.replace(tmp_meta, meta_path)
+        images = np.load(array_path, mmap_mode="r")
+    return Decoded(images, ok, skipped)
+
+
+def _decode_parallel(paths: list[Path], size: int, workers: int | None, progress: bool):
+    out = np.empty((len(paths), size, size, 3), dtype=np.uint8)
+    ok: list[int] = []
+    skipped: list[dict[str, str]] = []
+    jobs = [(str(p), size) for p in paths]
+    workers = workers if workers is not None else min(os.cpu_count() or 1, 8)
+
+    def collect(results) -> None:
+        with progress_bar(f"decoding {len(paths)} photos", len(paths), enabled=progress) as bar:
+            for i, (pixels, reason) in enumerate(results):
+                if pixels is None:
+                    skipped.append({"path": str(paths[i]), "reason": reason})
+                else:
+                    out[len(ok)] = pixels
+                    ok.append(i)
+                bar.advance()
+
+    if workers <= 1 or len(paths) < 64:
+        collect(map(try_decode, jobs))
+    else:
+        # spawn, not fork: the parent may already run torch's OpenMP threads.
+        with multiprocessing.get_context("spawn").Pool(workers) as pool:
+            collect(pool.imap(try_decode, jobs, chunksize=16))
+    return out[: len(ok)], ok, skipped

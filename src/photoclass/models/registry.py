@@ -1,0 +1,64 @@
+"""The model registry (timm's, scaled down): each model file registers a builder under a
+kebab-case name, with the recipe (training defaults) and preprocessing that go with it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from torch import nn
+
+from photoclass.config import Recipe
+from photoclass.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class ModelCfg:
+    """Preprocessing that travels with the weights into `photoclass.json`."""
+
+    mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    std: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    pretrained: bool = False
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    build: Callable[..., nn.Module]  # build(num_classes, image_size, pretrained) -> nn.Module
+    recipe: Recipe
+    cfg: ModelCfg
+    summary: str
+
+
+_REGISTRY: dict[str, ModelEntry] = {}
+
+
+def register_model(name: str, recipe: Recipe, cfg: ModelCfg, summary: str):
+    """Decorator: file a builder under `name`."""
+
+    def wrap(build: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        _REGISTRY[name] = ModelEntry(name, build, recipe, cfg, summary)
+        return build
+
+    return wrap
+
+
+def list_models() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def get_model_entry(name: str) -> ModelEntry:
+    if name not in _REGISTRY:
+        raise ConfigError(f"unknown model '{name}'; choose one of: {', '.join(list_models())}")
+    return _REGISTRY[name]
+
+
+def create_model(
+    name: str, num_classes: int, image_size: int, pretrained: bool = True
+) -> nn.Module:
+    """Build a registered model with a `num_classes`-way head.
+
+    `pretrained=False` skips loading ImageNet weights (used when a bundle's own weights are
+    about to be loaded over them)."""
+    entry = get_model_entry(name)
+    return entry.build(num_classes=num_classes, image_size=image_size, pretrained=pretrained)

@@ -1,0 +1,65 @@
+"""Prediction on new photos: files and folders in, label and probabilities out. A photo that
+cannot be read gets its own error row; the others are still predicted."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from photoclass.bundle import Bundle
+from photoclass.data.cache import decode_all
+from photoclass.inference import logits_for, probabilities
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+
+
+@dataclass
+class Prediction:
+    """One photo's result: the top label and the `top_k` (label, probability) pairs, or an error."""
+
+    path: str
+    label: str | None = None
+    probability: float | None = None
+    top: list[tuple[str, float]] = field(default_factory=list)
+    error: str | None = None
+
+
+def expand_inputs(paths: Sequence[Path]) -> tuple[list[Path], list[Prediction]]:
+    """Files as given, folders searched recursively for image files; missing paths are errors."""
+    files, missing = [], []
+    for path in map(Path, paths):
+        if path.is_dir():
+            files += sorted(
+                p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+            )
+        elif path.is_file():
+            files.append(path)
+        else:
+            missing.append(Prediction(str(path), error="no such file or folder"))
+    return files, missing
+
+
+def predict_paths(
+    bundle: Bundle,
+    paths: Sequence[Path],
+    *,
+    top_k: int = 1,
+    batch_size: int = 32,
+    progress: bool = False,
+) -> list[Prediction]:
+    """Predict every photo under `paths`, in input order, unreadable ones included as errors."""
+    files, results = expand_inputs(paths)
+    decoded = decode_all(files, bundle.image_size, progress=progress, use_cache=False)
+    logits = logits_for(
+        bundle.model, decoded.images, bundle.transform(), batch_size=batch_size, progress=progress
+    )
+    probs = probabilities(logits) if len(decoded.ok) else []
+    k = max(1, min(top_k, len(bundle.classes)))
+    for i, row in zip(decoded.ok, probs, strict=True):
+        order = row.argsort()[::-1][:k]
+        top = [(bundle.classes[j], float(row[j])) for j in order]
+        results.append(Prediction(str(files[i]), top[0][0], top[0][1], top))
+    results += [Prediction(s["path"], error=s["reason"]) for s in decoded.skipped]
+    position = {str(p): n for n, p in enumerate(files)}
+    return sorted(results, key=lambda r: position.get(r.path, -1))

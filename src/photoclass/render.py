@@ -1,0 +1,109 @@
+"""Terminal output for the CLI: rich tables for people, JSON and CSV for programs."""
+
+from __future__ import annotations
+
+import csv
+import enum
+import json
+import sys
+from collections.abc import Sequence
+from dataclasses import asdict
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+out = Console()
+err = Console(stderr=True)
+
+
+class Format(str, enum.Enum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+
+
+def error(message: str) -> None:
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+
+
+def note(message: str, *, quiet: bool = False) -> None:
+    if not quiet:
+        err.print(message, highlight=False, soft_wrap=True)
+
+
+def verdict(metrics: dict[str, Any]) -> str:
+    """The one-line summary: accuracy, its 95% interval, on how many photos."""
+    low, high = metrics["accuracy_ci95"]
+    return (
+        f"accuracy {metrics['accuracy']:.1%} (95% CI {low:.1%}-{high:.1%}) on {metrics['n']} photos, "
+        f"loss {metrics['loss']:.3f}"
+        + (f", ROC AUC {metrics['roc_auc']:.3f}" if "roc_auc" in metrics else "")
+    )
+
+
+def metrics(metrics: dict[str, Any], *, title: str, as_json: bool = False) -> None:
+    if as_json:
+        out.print_json(json.dumps(metrics))
+        return
+    out.print(f"[bold]{title}[/]: {verdict(metrics)}", highlight=False)
+    per_class = Table("class", "precision", "recall", "F1", "photos", title="per class")
+    for name, row in metrics["per_class"].items():
+        per_class.add_row(
+            name,
+            f"{row['precision']:.3f}",
+            f"{row['recall']:.3f}",
+            f"{row['f1']:.3f}",
+            str(row["support"]),
+        )
+    out.print(per_class)
+    classes = metrics["classes"]
+    confusion = Table("true \\ predicted", *classes, title="confusion matrix")
+    for name, row in zip(classes, metrics["confusion_matrix"], strict=True):
+        confusion.add_row(name, *map(str, row))
+    out.print(confusion)
+
+
+def predictions(rows: Sequence[Any], fmt: Format) -> None:
+    if fmt is Format.json:
+        sys.stdout.write(json.dumps([asdict(r) for r in rows], indent=2) + "\n")
+    elif fmt is Format.csv:
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        k = max((len(r.top) for r in rows), default=1)
+        header = ["path", "label", "probability"]
+        for i in range(2, k + 1):
+            header += [f"label_{i}", f"probability_{i}"]
+        writer.writerow([*header, "error"])
+        for r in rows:
+            extra = [x for label, p in r.top[1:] for x in (label, f"{p:.6f}")]
+            extra += [""] * (2 * (k - 1) - len(extra))
+            prob = "" if r.probability is None else f"{r.probability:.6f}"
+            writer.writerow([r.path, r.label or "", prob, *extra, r.error or ""])
+    else:
+        table = Table("photo", "prediction", "probability")
+        for r in rows:
+            if r.error:
+                table.add_row(r.path, f"[red]unreadable: {r.error}[/]", "")
+            else:
+                label = ", ".join(f"{name} {p:.1%}" for name, p in r.top[1:])
+                table.add_row(
+                    r.path,
+                    r.label + (f"  [dim](then {label})[/]" if label else ""),
+                    f"{r.probability:.1%}",
+                )
+        out.print(table)
+
+
+def models(entries: Sequence[Any]) -> None:
+    table = Table("model", "what it is", "size", "epochs", "batch", "optimiser")
+    for e in entries:
+        r = e.recipe
+        table.add_row(
+            e.name,
+            e.summary,
+            f"{r.image_size} px",
+            str(r.epochs),
+            str(r.batch_size),
+            f"{r.optimizer} lr {r.lr:g}",
+        )
+    out.print(table)
