@@ -1,0 +1,44 @@
+"""The packaged ImageNet weights map into timm's EfficientNet-Lite0 with every key matched."""
+
+from __future__ import annotations
+
+import timm
+import torch
+
+from photoclass.data.decode import decode_image
+from photoclass.models import create_model
+from photoclass.models.pretrained import imagenet_weights, timm_key
+
+CAT_CLASSES = {281, 282, 283, 284, 285}  # tabby, tiger cat, Persian, Siamese, Egyptian cat
+
+
+def test_key_mapping_examples() -> None:
+    assert timm_key("_conv_stem.weight") == "conv_stem.weight"
+    assert timm_key("_blocks.0._depthwise_conv.weight") == "blocks.0.0.conv_dw.weight"
+    assert timm_key("_blocks.3._bn1.weight") == "blocks.2.0.bn2.weight"
+    assert timm_key("_blocks.15._project_conv.weight") == "blocks.6.0.conv_pwl.weight"
+    assert timm_key("_fc.bias") == "classifier.bias"
+
+
+def test_imagenet_weights_recognise_a_cat(shared_data) -> None:
+    net = timm.create_model("tf_efficientnet_lite0", pretrained=False)
+    net.load_state_dict(imagenet_weights(), strict=True)  # every key matched, none left over
+    net.eval()
+    cat = sorted((shared_data / "val" / "cat").iterdir())[0]
+    x = torch.from_numpy(decode_image(cat, 224)).permute(2, 0, 1)[None].float() / 255
+    with torch.no_grad():
+        top5 = net((x - 0.5) / 0.5).topk(5).indices[0].tolist()
+    assert CAT_CLASSES & set(top5)
+
+
+def test_flat_layout_matches_timm_forward() -> None:
+    net = timm.create_model("tf_efficientnet_lite0", pretrained=False)
+    net.load_state_dict(imagenet_weights())
+    net.eval()
+    ours = create_model("efficientnet-lite0", 2, 224).eval()
+    x = torch.randn(2, 3, 224, 224)
+    with torch.no_grad():
+        assert torch.allclose(
+            ours[:-1](x), net.forward_head(net.forward_features(x), pre_logits=True), atol=1e-5
+        )
+    assert ours.finetune_start(2) == len(ours) - 3 - 2
