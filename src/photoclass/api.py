@@ -18,10 +18,10 @@ from typing import Any
 from photoclass import runtime
 from photoclass.bundle import Bundle, load_bundle
 from photoclass.config import TrainConfig
-from photoclass.evaluate import Evaluation, evaluate_split
-from photoclass.predict import Prediction, predict_paths
-from photoclass.train import TrainResult
-from photoclass.train import train as _train
+from photoclass.evaluation import Evaluation, evaluate_split
+from photoclass.prediction import Prediction, predict_paths
+from photoclass.training import TrainResult
+from photoclass.training import train as _train
 
 runtime.tune_allocator()
 
@@ -45,9 +45,7 @@ def train(
 
     `options` override fields of `config` (e.g. `model="small-cnn", epochs=20`)."""
     config = dataclasses.replace(config or TrainConfig(), **options)
-    return _train(
-        Path(data), Path(out), config, resume=resume, overwrite=overwrite, progress=progress
-    )
+    return _train(Path(data), Path(out), config, resume=resume, overwrite=overwrite, progress=progress)
 
 
 def evaluate(
@@ -65,7 +63,7 @@ def evaluate(
     if metrics_out is not None:
         evaluation.save(Path(metrics_out))
     if report_out is not None:
-        from photoclass.report import write_report
+        from photoclass.reporting import write_report
 
         write_report(bundle, evaluation, Path(report_out))
     return evaluation
@@ -79,6 +77,4 @@ def predict(
     progress: bool = False,
 ) -> list[Prediction]:
     """Label every photo under `paths` (files or folders); unreadable photos get an `error`."""
-    return predict_paths(
-        load_model(model), [Path(p) for p in paths], top_k=top_k, progress=progress
-    )
+    return predict_paths(load_model(model), [Path(p) for p in paths], top_k=top_k, progress=progress)

@@ -101,9 +101,7 @@ def load_bundle(folder: Path) -> Bundle:
     """Rebuild the network described by `photoclass.json` and load its weights."""
     folder = Path(folder)
     meta = read_meta(folder)
-    model = create_model(
-        meta["architecture"], len(meta["classes"]), meta["image_size"], pretrained=False
-    )
+    model = create_model(meta["architecture"], len(meta["classes"]), meta["image_size"], pretrained=False)
     try:
         state = load_file(str(folder / WEIGHTS))
     except (FileNotFoundError, SafetensorError, OSError) as e:

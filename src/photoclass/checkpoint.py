@@ -77,9 +77,7 @@ def save_checkpoint(
         optim_tensors, optim_info = _flatten_optimizer(optimizer)
         tensors |= optim_tensors
     meta = {"state": asdict(state), "optimizer": optim_info, "run": run}
-    atomic_write(
-        path, lambda tmp: save_file(tensors, str(tmp), metadata={"json": json.dumps(meta)})
-    )
+    atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata={"json": json.dumps(meta)}))
 
 
 @dataclass
@@ -101,6 +99,4 @@ def load_checkpoint(path: Path) -> Checkpoint:
     optimizer = None
     if meta["optimizer"] is not None:
         optimizer = _unflatten_optimizer(groups["optim"], meta["optimizer"])
-    return Checkpoint(
-        TrainState(**meta["state"]), groups["model"], groups["best"], optimizer, meta["run"]
-    )
+    return Checkpoint(TrainState(**meta["state"]), groups["model"], groups["best"], optimizer, meta["run"])

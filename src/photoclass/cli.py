@@ -35,9 +35,7 @@ def command(name: str | None = None, **kwargs: Any) -> Callable:
                 render.error(str(e))
                 raise typer.Exit(1) from None
             except KeyboardInterrupt:
-                render.error(
-                    "interrupted; rerun the same command (train: add --resume) to continue"
-                )
+                render.error("interrupted; rerun the same command (train: add --resume) to continue")
                 raise typer.Exit(130) from None
 
         return app.command(name, **kwargs)(run)
@@ -46,18 +44,14 @@ def command(name: str | None = None, **kwargs: Any) -> Callable:
 
 
 # Options shared by several commands, defined once.
-ConfigOpt = Annotated[
-    Path | None, typer.Option("--config", "-c", help="TOML file with any option below.")
-]
+ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="TOML file with any option below.")]
 ModelArg = Annotated[Path, typer.Argument(help="Model folder written by `photoclass train --out`.")]
 _DATA, _MODEL, _OPT, _AUG = "Data", "Model", "Optimiser", "Augmentation"
 
 
 @command()
 def train(
-    data: Annotated[
-        Path, typer.Argument(help="Dataset folder: DATA/train/<class>/*.jpg (+ val/, test/).")
-    ],
+    data: Annotated[Path, typer.Argument(help="Dataset folder: DATA/train/<class>/*.jpg (+ val/, test/).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the model bundle.")],
     model: Annotated[
         str | None,
@@ -86,15 +80,11 @@ def train(
     ] = None,
     patience: Annotated[
         int | None,
-        typer.Option(
-            help="Early stopping: epochs without a better validation loss.", rich_help_panel=_OPT
-        ),
+        typer.Option(help="Early stopping: epochs without a better validation loss.", rich_help_panel=_OPT),
     ] = None,
     probe_epochs: Annotated[
         int | None,
-        typer.Option(
-            help="Pretrained models: head-only epochs on cached features.", rich_help_panel=_OPT
-        ),
+        typer.Option(help="Pretrained models: head-only epochs on cached features.", rich_help_panel=_OPT),
     ] = None,
     unfreeze: Annotated[
         int | None,
@@ -114,14 +104,10 @@ def train(
     zoom: Annotated[
         float | None, typer.Option(help="Zoom range (0.2 = 80%..120%).", rich_help_panel=_AUG)
     ] = None,
-    shear: Annotated[
-        float | None, typer.Option(help="Shear in degrees.", rich_help_panel=_AUG)
-    ] = None,
+    shear: Annotated[float | None, typer.Option(help="Shear in degrees.", rich_help_panel=_AUG)] = None,
     crop_scale: Annotated[
         float | None,
-        typer.Option(
-            help="Random-resized-crop: smallest area kept (1 = off).", rich_help_panel=_AUG
-        ),
+        typer.Option(help="Random-resized-crop: smallest area kept (1 = off).", rich_help_panel=_AUG),
     ] = None,
     rotate: Annotated[
         float | None, typer.Option(help="Rotation range in degrees.", rich_help_panel=_AUG)
@@ -143,20 +129,14 @@ def train(
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue an interrupted run from its last checkpoint.")
     ] = False,
-    overwrite: Annotated[
-        bool, typer.Option("--overwrite", help="Replace a model already in --out.")
-    ] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a model already in --out.")] = False,
     config: ConfigOpt = None,
 ) -> None:
     """Train a classifier on a folder of photos and write MODEL/model.safetensors + photoclass.json.
 
     Example: photoclass train data/cats-owls --out models/cats-owls
     """
-    options = {
-        k: v
-        for k, v in locals().items()
-        if k not in ("data", "out", "resume", "overwrite", "config")
-    }
+    options = {k: v for k, v in locals().items() if k not in ("data", "out", "resume", "overwrite", "config")}
     cfg = load(TrainConfig, config, "train", options)
     from photoclass import api
 
@@ -167,9 +147,7 @@ def train(
 @command()
 def evaluate(
     model: ModelArg,
-    split: Annotated[
-        Path, typer.Argument(help="Labelled folder SPLIT/<class>/*.jpg, e.g. DATA/test.")
-    ],
+    split: Annotated[Path, typer.Argument(help="Labelled folder SPLIT/<class>/*.jpg, e.g. DATA/test.")],
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="Folder for metrics.json [the model folder].")
     ] = None,
@@ -202,12 +180,8 @@ def evaluate(
 @command()
 def predict(
     model: ModelArg,
-    paths: Annotated[
-        list[Path], typer.Argument(help="Photos and/or folders (searched recursively).")
-    ],
-    top_k: Annotated[
-        int, typer.Option("--top-k", "-k", help="How many labels to show per photo.")
-    ] = 1,
+    paths: Annotated[list[Path], typer.Argument(help="Photos and/or folders (searched recursively).")],
+    top_k: Annotated[int, typer.Option("--top-k", "-k", help="How many labels to show per photo.")] = 1,
     fmt: Annotated[
         render.Format, typer.Option("--format", "-f", help="Output format.")
     ] = render.Format.table,
@@ -233,6 +207,104 @@ def models() -> None:
     from photoclass.models import get_model_entry, list_models
 
     render.models([get_model_entry(name) for name in list_models()])
+
+
+# ----------------------------------------------------------------------------------------------
+# collect, and the Flickr simulator (photoclass.collect, photoclass.sim)
+
+_SEARCH, _POLITE = "Search", "Politeness"
+
+
+@command()
+def collect(
+    classes: Annotated[list[str], typer.Argument(help="Class names; each is also the search text and tag.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Dataset folder to create or complete.")],
+    per_class: Annotated[int | None, typer.Option(help="Photos to keep per class (960).")] = None,
+    query: Annotated[
+        list[str] | None,
+        typer.Option(help="CLASS=TEXT: search text for one class (repeatable).", rich_help_panel=_SEARCH),
+    ] = None,
+    tags: Annotated[
+        str | None,
+        typer.Option(help='Required tags, comma list (the class); "" for none.', rich_help_panel=_SEARCH),
+    ] = None,
+    license: Annotated[
+        str | None,
+        typer.Option(help='License ids or names: "4,5,9", "CC BY 2.0" (all).', rich_help_panel=_SEARCH),
+    ] = None,
+    size: Annotated[
+        str | None,
+        typer.Option(help="c (800 px), z (640), l (1024), m (500) ... (c).", rich_help_panel=_SEARCH),
+    ] = None,
+    split: Annotated[str | None, typer.Option(help="train,val,test shares (0.8,0.1,0.1).")] = None,
+    test_per_class: Annotated[int | None, typer.Option(help="This many test photos per class.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Split seed: same photos and seed, same split.")] = None,
+    concurrency: Annotated[
+        int | None, typer.Option(help="Simultaneous downloads (32).", rich_help_panel=_POLITE)
+    ] = None,
+    rate: Annotated[
+        float | None, typer.Option(help="Image requests per second per host (500).", rich_help_panel=_POLITE)
+    ] = None,
+    api_url: Annotated[str | None, typer.Option(help="Flickr REST endpoint (a `photoclass sim`).")] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Search Flickr for each class; download, check, de-duplicate and split the photos into
+    OUT/{train,val,test}/<class>/. The API key comes from --config (flickr_api_key),
+    $FLICKR_API_KEY or ~/.config/photoclass/config.toml. Rerun the same command to resume.
+
+    Example: photoclass collect cat owl --out data/cats-owls --per-class 960
+    """
+    from photoclass.collect import collect as collect_photos
+    from photoclass.collect.flickr import find_api_key
+    from photoclass.config import CollectConfig
+
+    if query and not all("=" in q for q in query):
+        raise PhotoclassError("--query takes CLASS=TEXT, e.g. --query owl='owl bird'")
+    overrides = {
+        "classes": list(classes),
+        "queries": dict(q.split("=", 1) for q in query) if query else None,
+        "split": [float(x) for x in split.split(",")] if split else None,
+        "per_class": per_class,
+        "tags": tags,
+        "license": license,
+        "size": size,
+        "test_per_class": test_per_class,
+        "seed": seed,
+        "concurrency": concurrency,
+        "rate": rate,
+        "api_url": api_url,
+    }
+    cfg = load(CollectConfig, config, "collect", overrides)
+    collect_photos(cfg, out, find_api_key(config))
+
+
+sim_app = typer.Typer(help="A local Flickr simulator: try `collect` with no key and no network.")
+app.add_typer(sim_app, name="sim")
+
+
+@sim_app.command("serve")
+def sim_serve(
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 8765,
+    classes: Annotated[str, typer.Option(help="Comma-separated class names.")] = "cat,owl",
+    photos_per_class: Annotated[int, typer.Option(help="Synthetic photos per class.")] = 1200,
+    seed: Annotated[int, typer.Option(help="Corpus seed.")] = 0,
+) -> None:
+    """Serve a Flickr-compatible API and photo host on 127.0.0.1 until Ctrl-C.
+
+    Example: photoclass sim serve --classes cat,owl
+    """
+    from photoclass.sim import SimServer
+
+    sim = SimServer(tuple(classes.split(",")), photos_per_class, port=port, seed=seed)
+    render.note(
+        f"Flickr simulator at {sim.api_url} (Ctrl-C stops it). In another shell:\n"
+        f"  FLICKR_API_KEY={sim.api_key} photoclass collect {classes.replace(',', ' ')} "
+        f"--out data/sim --api-url {sim.api_url}"
+    )
+    try:
+        sim.serve_forever()
+    except KeyboardInterrupt:
+        render.note("simulator stopped")
 
 
 def main() -> None:

@@ -164,9 +164,7 @@ def _coerce(name: str, value: Any, annotation: Any) -> Any:
     """Check a TOML value against a dataclass field's type (int is accepted for float)."""
     hint = annotation
     origin = typing.get_origin(hint)
-    allowed: tuple[Any, ...] = (
-        typing.get_args(hint) if origin in (typing.Union, types.UnionType) else (hint,)
-    )
+    allowed: tuple[Any, ...] = typing.get_args(hint) if origin in (typing.Union, types.UnionType) else (hint,)
     for kind in allowed:
         base = typing.get_origin(kind) or kind
         if kind is type(None) and value is None:
@@ -183,9 +181,7 @@ def _coerce(name: str, value: Any, annotation: Any) -> Any:
             return tuple(value)
         if base is dict and isinstance(value, dict):
             return value
-    raise ConfigError(
-        f"config key '{name}' has the wrong type ({type(value).__name__}); see --help"
-    )
+    raise ConfigError(f"config key '{name}' has the wrong type ({type(value).__name__}); see --help")
 
 
 def from_mapping(cls: type[T], data: dict[str, Any]) -> T:
@@ -211,5 +207,8 @@ def load(cls: type[T], path: Path | None, section: str, overrides: dict[str, Any
         except tomllib.TOMLDecodeError as e:
             raise ConfigError(f"config file {path} is not valid TOML ({e})") from None
         data = dict(raw.get(section, raw))
+        # A secret, read only by `photoclass.collect.flickr.find_api_key`: never part of a
+        # config object, which may be printed or saved next to a dataset.
+        data.pop("flickr_api_key", None)
     data.update({k: v for k, v in overrides.items() if v is not None})
     return from_mapping(cls, data)

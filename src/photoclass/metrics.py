@@ -18,7 +18,9 @@ def wilson_interval(correct: int, total: int, z: float = 1.96) -> tuple[float, f
     denom = 1 + z * z / total
     centre = (p + z * z / (2 * total)) / denom
     half = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / denom
-    return (max(0.0, centre - half), min(1.0, centre + half))
+    low = 0.0 if correct == 0 else centre - half  # exact ends, free of rounding error
+    high = 1.0 if correct == total else centre + half
+    return (low, high)
 
 
 def log_loss(labels: np.ndarray, probs: np.ndarray) -> float:

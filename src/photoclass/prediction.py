@@ -30,9 +30,7 @@ def expand_inputs(paths: Sequence[Path]) -> tuple[list[Path], list[Prediction]]:
     files, missing = [], []
     for path in map(Path, paths):
         if path.is_dir():
-            files += sorted(
-                p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
-            )
+            files += sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
         elif path.is_file():
             files.append(path)
         else:

@@ -79,9 +79,7 @@ def train(
     dataset = scan_dataset(Path(data))
     classes = dataset.classes
     train_samples, val_samples, val_source = _train_val(dataset.train, dataset.val, cfg)
-    decoded = decode_all(
-        [s.path for s in train_samples + val_samples], cfg.image_size, progress=progress
-    )
+    decoded = decode_all([s.path for s in train_samples + val_samples], cfg.image_size, progress=progress)
     train_split, val_split = _split_decoded(decoded, train_samples, val_samples)
     _check_usable(train_split, val_split, classes, dataset.root)
     if decoded.skipped:
@@ -95,9 +93,7 @@ def train(
     # -- model and state (fresh, or from the last checkpoint) ------------------------------
     entry = get_model_entry(cfg.model)
     torch.manual_seed(cfg.seed)
-    model = create_model(cfg.model, len(classes), cfg.image_size).to(
-        memory_format=torch.channels_last
-    )
+    model = create_model(cfg.model, len(classes), cfg.image_size).to(memory_format=torch.channels_last)
     run_id = {"config": cfg.to_dict(), "data": _fingerprint(train_split, val_split, classes)}
     state, best, optimizer_state = TrainState(), state_tensors(model), None
     if resume and (out / CHECKPOINT).exists():
@@ -140,14 +136,10 @@ def train(
     if state.phase == "probe":
         body, head = model[:-1], model[-1]
         feats = [
-            logits_for(
-                body.eval(), s.images, eval_tf, progress=progress, description=f"features ({name})"
-            )
+            logits_for(body.eval(), s.images, eval_tf, progress=progress, description=f"features ({name})")
             for name, s in (("train", train_split), ("val", val_split))
         ]
-        head_opt = torch.optim.AdamW(
-            head.parameters(), lr=cfg.probe_lr, weight_decay=cfg.weight_decay
-        )
+        head_opt = torch.optim.AdamW(head.parameters(), lr=cfg.probe_lr, weight_decay=cfg.weight_decay)
         for epoch in range(cfg.probe_epochs):  # no early stop: an epoch costs milliseconds
             row = _probe_epoch(head, head_opt, feats, train_split, val_split, cfg, epoch, weights)
             record({"phase": "probe", "epoch": epoch + 1, **row}, state_tensors(model))
@@ -171,15 +163,11 @@ def train(
     while state.epoch < cfg.epochs and not state.stopped_early:
         epoch_seed = cfg.seed * 100_003 + state.epoch  # the same epoch, the same randomness
         torch.manual_seed(epoch_seed)
-        batches = loader(
-            train_set, cfg.batch_size, shuffle=True, seed=epoch_seed, workers=cfg.workers
-        )
+        batches = loader(train_set, cfg.batch_size, shuffle=True, seed=epoch_seed, workers=cfg.workers)
         frozen.eval()  # frozen layers keep their ImageNet batch-norm statistics
         trainable.train()
         if entry.cfg.pretrained:  # small fine-tuning batches would wreck them
-            trainable.apply(
-                lambda m: m.eval() if isinstance(m, nn.modules.batchnorm._BatchNorm) else None
-            )
+            trainable.apply(lambda m: m.eval() if isinstance(m, nn.modules.batchnorm._BatchNorm) else None)
         tick, seen, loss_sum, hits = time.perf_counter(), 0, 0.0, 0
         title = f"epoch {state.epoch + 1}/{cfg.epochs}"
         with progress_bar(title, len(train_set), enabled=progress) as bar:
@@ -265,9 +253,7 @@ def _check_out(out: Path, resume: bool, overwrite: bool) -> None:
             (out / name).unlink(missing_ok=True)
         return
     if finished:
-        raise ConfigError(
-            f"{out} already holds a trained model; choose another --out or pass --overwrite"
-        )
+        raise ConfigError(f"{out} already holds a trained model; choose another --out or pass --overwrite")
     if (out / CHECKPOINT).exists() and not resume:
         raise ConfigError(
             f"{out} holds an unfinished training run; pass --resume to continue it or --overwrite"
@@ -306,9 +292,7 @@ def _check_usable(train: Split, val: Split, classes: list[str], root: Path) -> N
                 f"no readable training photo in {root / 'train' / name}; add photos that open as images"
             )
     if len(val.labels) == 0:
-        raise DatasetError(
-            f"no readable validation photo under {root}; add photos to {root / 'val'}"
-        )
+        raise DatasetError(f"no readable validation photo under {root}; add photos to {root / 'val'}")
 
 
 def _fingerprint(train: Split, val: Split, classes: list[str]) -> str:
@@ -324,9 +308,7 @@ def _class_weights(labels: np.ndarray, k: int) -> torch.Tensor:
 def _optimizer(cfg: ResolvedTrainConfig, params: list[nn.Parameter]) -> torch.optim.Optimizer:
     if cfg.optimizer == "rmsprop":
         # Keras' RMSprop: rho 0.9, epsilon 1e-7 (torch's defaults are 0.99 and 1e-8).
-        return torch.optim.RMSprop(
-            params, lr=cfg.lr, alpha=0.9, eps=1e-7, weight_decay=cfg.weight_decay
-        )
+        return torch.optim.RMSprop(params, lr=cfg.lr, alpha=0.9, eps=1e-7, weight_decay=cfg.weight_decay)
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay)
     return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -343,9 +325,7 @@ def _lr_at(step: int, total: int, cfg: ResolvedTrainConfig) -> float:
     return cfg.lr * 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, total - warm)))
 
 
-def _validate(
-    model: nn.Module, split: Split, transform, weights: torch.Tensor | None
-) -> dict[str, float]:
+def _validate(model: nn.Module, split: Split, transform, weights: torch.Tensor | None) -> dict[str, float]:
     model.eval()
     logits = logits_for(model, split.images, transform)
     labels = torch.from_numpy(split.labels)
@@ -361,9 +341,7 @@ def _probe_epoch(
     """One pass of the head over the cached training features, then its validation loss."""
     f_train, f_val = feats
     y_train, y_val = torch.from_numpy(train.labels), torch.from_numpy(val.labels)
-    order = torch.randperm(
-        len(y_train), generator=torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
-    )
+    order = torch.randperm(len(y_train), generator=torch.Generator().manual_seed(cfg.seed * 100_003 + epoch))
     head.train()
     loss_sum = hits = 0.0
     for idx in order.split(cfg.batch_size):

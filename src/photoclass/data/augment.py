@@ -25,9 +25,7 @@ def create_transform(
     if training:
         if recipe.crop_scale < 1:
             steps.append(
-                v2.RandomResizedCrop(
-                    recipe.image_size, scale=(recipe.crop_scale, 1.0), antialias=True
-                )
+                v2.RandomResizedCrop(recipe.image_size, scale=(recipe.crop_scale, 1.0), antialias=True)
             )
         if recipe.zoom or recipe.shear or recipe.rotate:
             zoom = (1 - recipe.zoom, 1 + recipe.zoom) if recipe.zoom else None

@@ -99,7 +99,9 @@ def _decode_parallel(paths: list[Path], size: int, workers: int | None, progress
     if workers <= 1 or len(paths) < 64:
         collect(map(try_decode, jobs))
     else:
-        # spawn, not fork: the parent may already run torch's OpenMP threads.
-        with multiprocessing.get_context("spawn").Pool(workers) as pool:
+        # fork is safe here (the children only run PIL and numpy, never torch's OpenMP), and
+        # unlike spawn it does not re-import the caller's __main__ script.
+        method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+        with multiprocessing.get_context(method).Pool(workers) as pool:
             collect(pool.imap(try_decode, jobs, chunksize=16))
     return out[: len(ok)], ok, skipped

@@ -48,7 +48,7 @@ def decode_image(path: Path, size: int) -> np.ndarray:
                 img = ImageOps.exif_transpose(img)
                 img.load()
                 rgb = _to_rgb(img).resize((size, size), Image.Resampling.BILINEAR)
-                return np.asarray(rgb, dtype=np.uint8)
+                return np.array(rgb, dtype=np.uint8)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise UnreadableImage(
             f"larger than {MAX_PIXELS // 1_000_000} megapixels (decompression-bomb guard)"

@@ -80,9 +80,7 @@ def scan_split(split_dir: Path, classes: list[str]) -> list[Sample]:
             f"{split_dir} has class folder(s) {', '.join(unknown)} that are not among the "
             f"classes {', '.join(classes)}; rename or remove them"
         )
-    return [
-        Sample(path, classes.index(name)) for name in found for path in _files_in(split_dir / name)
-    ]
+    return [Sample(path, classes.index(name)) for name in found for path in _files_in(split_dir / name)]
 
 
 def scan_dataset(root: Path) -> Dataset:
@@ -104,15 +102,12 @@ def scan_dataset(root: Path) -> Dataset:
             f"add {train_dir}/<another-class>/ with photos"
         )
     optional = {
-        name: scan_split(root / name, classes) if (root / name).is_dir() else None
-        for name in ("val", "test")
+        name: scan_split(root / name, classes) if (root / name).is_dir() else None for name in ("val", "test")
     }
     return Dataset(root, classes, scan_split(train_dir, classes), optional["val"], optional["test"])
 
 
-def stratified_split(
-    samples: list[Sample], fraction: float, seed: int
-) -> tuple[list[Sample], list[Sample]]:
+def stratified_split(samples: list[Sample], fraction: float, seed: int) -> tuple[list[Sample], list[Sample]]:
     """Hold out `fraction` of each class (at least one photo), the same way for the same seed."""
     by_class: dict[int, list[Sample]] = defaultdict(list)
     for sample in samples:

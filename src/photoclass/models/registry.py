@@ -53,9 +53,7 @@ def get_model_entry(name: str) -> ModelEntry:
     return _REGISTRY[name]
 
 
-def create_model(
-    name: str, num_classes: int, image_size: int, pretrained: bool = True
-) -> nn.Module:
+def create_model(name: str, num_classes: int, image_size: int, pretrained: bool = True) -> nn.Module:
     """Build a registered model with a `num_classes`-way head.
 
     `pretrained=False` skips loading ImageNet weights (used when a bundle's own weights are
