@@ -1,0 +1,206 @@
+"""The dataset layout, and the split that fills it: `DATA/{train,val,test}/<class>/<id>.jpg`.
+
+Photos are downloaded into `DATA/.incoming/<class>/` (hidden: a half-collected dataset must
+not look like a finished one) and moved into their split at the end of a run. The split is
+
+- deterministic: the same photos and seed give the same split, whatever the download order;
+- stratified: each class is divided in the asked proportions (or `test_per_class`);
+- grouped: near-duplicates, and by default all photos of one owner, land in one split, so a
+  test photo never has a twin or a sibling from the same photographer in train.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import unicodedata
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from photoclass.collect.dedup import near_pairs
+from photoclass.errors import ConfigError
+
+SPLITS = ("train", "val", "test")
+INCOMING = ".incoming"
+_WINDOWS_RESERVED = {
+    "CON",
+    "PRN",
+    "AUX",
+    "NUL",
+    *(f"COM{i}" for i in range(10)),
+    *(f"LPT{i}" for i in range(10)),
+}
+
+
+# ----------------------------------------------------------------------------------------------
+# Names that stay inside DATA
+
+
+def class_folder(name: str) -> str:
+    """A class name as a folder name that is safe on any OS and stays inside DATA.
+
+    Letters and digits of any script survive ("chouette", "猫"); path separators, dots at
+    the ends, control characters and the like become "_" or are dropped.
+    """
+    text = unicodedata.normalize("NFKC", name)
+    text = re.sub(r"[^\w.-]+", "_", text).strip("._-")[:64].strip("._-")
+    if not text:
+        raise ConfigError(f"class name {name!r} has no letters or digits to name a folder with")
+    if text.split(".")[0].upper() in _WINDOWS_RESERVED:
+        text += "_"
+    return text
+
+
+def class_folders(names: Sequence[str]) -> dict[str, str]:
+    """Class name -> folder name, refusing two names that would share a folder."""
+    folders: dict[str, str] = {}
+    for name in names:
+        folder = class_folder(name)
+        clash = [other for other, f in folders.items() if f.lower() == folder.lower()]
+        if clash:
+            raise ConfigError(f"classes {clash[0]!r} and {name!r} would share the folder '{folder}'")
+        folders[name] = folder
+    return folders
+
+
+def photo_path(data: Path, split: str | None, folder: str, photo_id: str) -> Path:
+    """Where a photo lives: in its split, or in `.incoming` until it has one."""
+    if not photo_id.isdigit() or not photo_id.isascii() or folder != class_folder(folder):
+        raise ValueError(f"unsafe photo path parts: {folder!r}, {photo_id!r}")
+    return data / (split or INCOMING) / folder / f"{photo_id}.jpg"
+
+
+def find_photo(data: Path, folder: str, photo_id: str) -> Path | None:
+    """The file of a kept photo, wherever an earlier (perhaps interrupted) run left it."""
+    for split in (None, *SPLITS):
+        path = photo_path(data, split, folder, photo_id)
+        if path.is_file():
+            return path
+    return None
+
+
+def remove_partials(data: Path) -> int:
+    """Delete the temporary files of interrupted downloads; returns how many."""
+    parts = [p for p in data.rglob(".*.part") if p.is_file()]
+    for part in parts:
+        part.unlink()
+    return len(parts)
+
+
+# ----------------------------------------------------------------------------------------------
+# The split
+
+
+@dataclass(frozen=True)
+class Member:
+    """A kept photo, as far as the split is concerned."""
+
+    id: str
+    folder: str
+    owner: str
+    phash: str
+
+
+def _groups(photos: Sequence[Member], by_owner: bool, distance: int) -> list[list[int]]:
+    """Indices of photos that must share a split: same owner, or near-duplicate pictures."""
+    parent = list(range(len(photos)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    links = near_pairs([p.phash for p in photos], distance)
+    if by_owner:
+        first: dict[str, int] = {}
+        links += [(first.setdefault(p.owner, i), i) for i, p in enumerate(photos) if p.owner]
+    for a, b in links:
+        parent[root(a)] = root(b)
+    groups: dict[int, list[int]] = {}
+    for i in range(len(photos)):
+        groups.setdefault(root(i), []).append(i)
+    return list(groups.values())
+
+
+def _targets(
+    photos: Sequence[Member], fractions: tuple[float, float, float], test_per_class: int | None
+) -> dict[str, Counter[str]]:
+    sizes = Counter(p.folder for p in photos)
+    targets: dict[str, Counter[str]] = {s: Counter() for s in SPLITS}
+    for folder, n in sizes.items():
+        test = min(n, test_per_class) if test_per_class is not None else round(n * fractions[2])
+        val = min(n - test, round(n * fractions[1]))
+        targets["test"][folder], targets["val"][folder] = test, val
+        targets["train"][folder] = n - test - val
+    return targets
+
+
+def assign_splits(
+    photos: Sequence[Member],
+    *,
+    fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
+    test_per_class: int | None = None,
+    seed: int = 0,
+    group_by_owner: bool = True,
+    group_distance: int = 10,
+) -> dict[str, str]:
+    """Photo id -> "train" | "val" | "test".
+
+    Groups are placed whole, largest first (ties in an order fixed by the seed), each into the
+    split that still needs most of its photos per class; so targets are met exactly when
+    groups are small, and approximately when an owner has more photos than a split needs.
+    """
+    groups = _groups(photos, group_by_owner, group_distance)
+    ordered = sorted(
+        groups,
+        key=lambda g: (-len(g), hashlib.sha256(f"{seed}:{min(photos[i].id for i in g)}".encode()).digest()),
+    )
+    targets = _targets(photos, fractions, test_per_class)
+    left = {s: Counter(targets[s]) for s in SPLITS}
+    assignment: dict[str, str] = {}
+    for group in ordered:
+        need = Counter(photos[i].folder for i in group)
+
+        def score(split: str, need: Counter[str] = need) -> tuple[int, float, int]:
+            fit = sum(min(n, max(0, left[split][c])) for c, n in need.items())
+            share = sum(max(0, left[split][c]) for c in need) / max(1, sum(targets[split][c] for c in need))
+            return fit, share, -SPLITS.index(split)
+
+        best = max(SPLITS, key=score)
+        left[best].subtract(need)
+        assignment.update({photos[i].id: best for i in group})
+    return assignment
+
+
+def place(data: Path, photos: Sequence[Member], assignment: dict[str, str]) -> None:
+    """Move each photo's file into its split folder (a no-op for photos already there).
+
+    Each move is an atomic rename; an interrupted run is completed by running it again.
+    """
+    for photo in photos:
+        target = photo_path(data, assignment[photo.id], photo.folder, photo.id)
+        source = find_photo(data, photo.folder, photo.id)
+        if source is not None and source != target:
+            _move(source, target)
+
+
+def _move(source: Path, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(source, target)
+
+
+def clear_incoming(data: Path) -> None:
+    """Remove what is left in `.incoming` after placing: files no kept photo owns."""
+    incoming = data / INCOMING
+    if not incoming.is_dir():
+        return
+    for path in sorted(incoming.rglob("*"), reverse=True):  # files before their folders
+        if path.is_dir():
+            path.rmdir()
+        else:
+            path.unlink()
+    incoming.rmdir()
