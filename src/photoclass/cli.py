@@ -3,6 +3,7 @@ and renders the result. No logic lives here; errors a user can cause become one 
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import sys
 from collections.abc import Callable
@@ -46,6 +47,7 @@ def command(name: str | None = None, **kwargs: Any) -> Callable:
 # Options shared by several commands, defined once.
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="TOML file with any option below.")]
 ModelArg = Annotated[Path, typer.Argument(help="Model folder written by `photoclass train --out`.")]
+SplitArg = Annotated[Path, typer.Argument(help="Labelled folder SPLIT/<class>/*.jpg, e.g. DATA/test.")]
 _DATA, _MODEL, _OPT, _AUG = "Data", "Model", "Optimiser", "Augmentation"
 
 
@@ -147,7 +149,7 @@ def train(
 @command()
 def evaluate(
     model: ModelArg,
-    split: Annotated[Path, typer.Argument(help="Labelled folder SPLIT/<class>/*.jpg, e.g. DATA/test.")],
+    split: SplitArg,
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="Folder for metrics.json [the model folder].")
     ] = None,
@@ -175,6 +177,26 @@ def evaluate(
         + (f", report to {folder / 'report.html'}" if report else ""),
         quiet=as_json,
     )
+
+
+@command()
+def report(
+    model: ModelArg,
+    split: SplitArg,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="HTML file to write [MODEL/report.html].")
+    ] = None,
+) -> None:
+    """One self-contained HTML page: training curves, confusion matrix, per-class scores, ROC,
+    the most confident mistakes, where the model looked (Grad-CAM) and, for collected data,
+    what the dataset holds.
+
+    Example: photoclass report models/cats-owls data/cats-owls/test --out report.html
+    """
+    from photoclass import api
+
+    path = api.report(model, split, out or model / "report.html")
+    render.note(f"report written to {path}")
 
 
 @command()
@@ -305,6 +327,68 @@ def sim_serve(
         sim.serve_forever()
     except KeyboardInterrupt:
         render.note("simulator stopped")
+
+
+# ----------------------------------------------------------------------------------------------
+# The whole pipeline: the tutorial in one command, and its offline demo (photoclass.pipeline)
+
+
+@command()
+def run(
+    classes: Annotated[list[str], typer.Argument(help="Class names to collect and learn, e.g. cat owl.")],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Folder for data/, model/, metrics.json, report.html.")
+    ],
+    per_class: Annotated[
+        int | None, typer.Option(help="Photos to collect per class (960, as the tutorial).")
+    ] = None,
+    model: Annotated[
+        str | None, typer.Option(help="Model to train (efficientnet-lite0; seed-cnn = the tutorial's).")
+    ] = None,
+    epochs: Annotated[int | None, typer.Option(help="Training epochs [model default].")] = None,
+    simulator: Annotated[
+        bool, typer.Option("--simulator", help="Use a local Flickr simulator: no key, no network.")
+    ] = False,
+    config: Annotated[
+        Path | None, typer.Option("--config", "-c", help="TOML file with [collect] and [train] tables.")
+    ] = None,
+) -> None:
+    """The reference tutorial in one command: collect photos from Flickr, train, evaluate on the
+    held-out test photos, write the report. Rerun the same command to resume after a stop.
+
+    Example: FLICKR_API_KEY=... photoclass run cat owl --out runs/cats-owls
+    """
+    from photoclass.collect.flickr import find_api_key
+    from photoclass.config import CollectConfig
+    from photoclass.pipeline import run as run_pipeline
+
+    collect_cfg = load(CollectConfig, config, "collect", {"classes": list(classes), "per_class": per_class})
+    train_cfg = load(TrainConfig, config, "train", {"model": model, "epochs": epochs})
+    if simulator:
+        from photoclass.sim import SimServer
+
+        with SimServer(tuple(collect_cfg.classes), 2 * collect_cfg.per_class) as sim:
+            cfg = dataclasses.replace(collect_cfg, api_url=sim.api_url)
+            summary = run_pipeline(out, cfg, sim.api_key, train_cfg)
+    else:
+        summary = run_pipeline(out, collect_cfg, find_api_key(config), train_cfg)
+    render.run_summary(summary)
+
+
+@command()
+def demo(
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Folder for the demo's data, model and report.")
+    ] = Path("photoclass-demo"),
+) -> None:
+    """The whole pipeline offline in about two minutes: a local Flickr simulator serves synthetic
+    photos of two kinds of drawn objects; photoclass collects, trains, evaluates and reports.
+
+    Example: photoclass demo --out /tmp/photoclass-demo
+    """
+    from photoclass.pipeline import demo as run_demo
+
+    render.run_summary(run_demo(out))
 
 
 def main() -> None:

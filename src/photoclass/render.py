@@ -107,3 +107,15 @@ def models(entries: Sequence[Any]) -> None:
             f"{r.optimizer} lr {r.lr:g}",
         )
     out.print(table)
+
+
+def run_summary(summary: Any) -> None:
+    """What `run` and `demo` did, in a few lines a newcomer can act on."""
+    c = summary.collected
+    kept = sum(n.downloaded for n in c.classes.values())
+    rejected = sum(n.rejected + n.failed for n in c.classes.values())
+    out.print(f"[bold green]photoclass finished in {summary.seconds:.0f} s[/]", highlight=False)
+    out.print(f"  photos: {kept} collected, {rejected} rejected or failed ({c.data_dir})", highlight=False)
+    out.print(f"  test:   {verdict(summary.evaluation.metrics)}", highlight=False)
+    out.print(f"  model:  {summary.model}", highlight=False)
+    out.print(f"  report: {summary.report}", highlight=False)
