@@ -57,7 +57,7 @@ def evaluate(
     progress: bool = True,
 ) -> Evaluation:
     """Score `model` on a labelled folder `split/<class>/`; optionally write `metrics.json`
-    and the HTML report."""
+    and the HTML report (see `report`)."""
     bundle = load_model(model)
     evaluation = evaluate_split(bundle, Path(split), progress=progress)
     if metrics_out is not None:
@@ -65,8 +65,21 @@ def evaluate(
     if report_out is not None:
         from photoclass.reporting import write_report
 
-        write_report(bundle, evaluation, Path(report_out))
+        # The folder above the split is the dataset; when `collect` made it, the report says
+        # what it holds.
+        write_report(bundle, evaluation, Path(report_out), data_dir=Path(split).absolute().parent)
     return evaluation
+
+
+def report(model: str | Path | Bundle, split: str | Path, out: str | Path, *, progress: bool = True) -> Path:
+    """Evaluate `model` on `split/<class>/` and write one self-contained HTML page to `out`:
+    training curves, confusion matrix, per-class scores, ROC (two classes), the most confident
+    mistakes, Grad-CAM heat maps, unreadable files, and the data section for collected data.
+
+    photoclass.report("models/cats-owls", "data/cats-owls/test", "report.html")
+    """
+    evaluate(model, split, report_out=out, progress=progress)
+    return Path(out)
 
 
 def predict(
