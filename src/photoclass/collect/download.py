@@ -16,7 +16,7 @@ import tempfile
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -55,7 +55,7 @@ class Result:
     error: str | None = None
     checked: Checked | None = None
     attempts: int = 0
-    retried: tuple[str, ...] = field(default=())  # why earlier attempts failed
+    retried: tuple[str, ...] = ()  # why earlier attempts failed
 
 
 # ----------------------------------------------------------------------------------------------

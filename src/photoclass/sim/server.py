@@ -63,7 +63,7 @@ class Faults:
     timeout: float = 0.0  # the response is held for `hang` seconds: clients time out
     hang: float = 5.0
     truncated: float = 0.0  # images: the connection closes halfway through the body
-    api_error: float = 0.0  # API: `stat: fail` with code 105 or 10 (retryable)
+    api_error: float = 0.0  # API: `stat: fail`, code 105 "Service currently unavailable"
     html: float = 0.0  # images: an HTML "photo unavailable" page with HTTP 200
     corrupt: float = 0.0  # images: a damaged JPEG stream
     tiny: float = 0.0  # images: a 40-pixel thumbnail instead of the size asked for
