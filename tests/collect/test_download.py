@@ -174,3 +174,10 @@ def test_a_photo_already_on_disk_is_checked_not_fetched(sim: SimServer, tmp_path
     assert sim.flickr.image_requests == requests + 1, "only the broken file is fetched again"
     assert results[whole.id].status == results[broken.id].status == "ok"
     assert check(broken.dest.read_bytes()) == results[broken.id].checked
+
+
+def test_download_works_from_inside_a_running_event_loop(sim: SimServer, tmp_path: Path) -> None:
+    async def notebook_cell() -> list[dl.Result]:
+        return download(jobs_for(sim, tmp_path, 3), fast())
+
+    assert [r.status for r in asyncio.run(notebook_cell())] == ["ok"] * 3

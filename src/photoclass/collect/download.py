@@ -15,6 +15,7 @@ import os
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -281,4 +282,10 @@ def download(
 
     Returns one `Result` per job, in completion order; `on_result` sees each as it completes.
     """
-    return asyncio.run(_download(jobs, config, on_result))
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(_download(jobs, config, on_result))
+    # Called from inside an event loop (a notebook): run ours in a thread of its own.
+    with ThreadPoolExecutor(1) as thread:
+        return thread.submit(asyncio.run, _download(jobs, config, on_result)).result()
