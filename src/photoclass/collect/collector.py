@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,7 +58,7 @@ class CollectSummary:
     short: list[str] = field(default_factory=list)  # classes Flickr had too few photos for
 
     def table(self) -> Table:
-        table = Table(title=f"collected into {self.data_dir}", title_justify="left")
+        table = Table(title=f"collected into {self.data_dir}", title_justify="left", caption_justify="left")
         for column in ("class", "found", "kept", "rejected", "failed", *SPLITS):
             table.add_column(column, justify="left" if column == "class" else "right")
         for name, c in self.classes.items():
@@ -172,6 +172,16 @@ class _Display:
             self._tasks[folder] = self._progress.add_task(folder, total=total, **fields)
         self._progress.update(self._tasks[folder], completed=counts["ok"], **fields)
 
+    def live(self, folder: str, total: int, counts: Counter[str]) -> Callable[[Result], None]:
+        """A download callback: counts each result into `counts` as it lands, and redraws."""
+
+        def update(result: Result) -> None:
+            counts["pending"] -= 1
+            counts[result.status] += 1
+            self.show(folder, total, counts)
+
+        return update
+
 
 @contextmanager
 def _display(enabled: bool) -> Iterator[_Display]:
@@ -232,26 +242,23 @@ def _collect_class(run: _Run, name: str, folder: str) -> bool:
         manifest.retry_failed(folder)
     params = search_params(name, config, run.licenses)
     found: Iterator[Photo] | None = None  # searched lazily: a resumed run may need no API call
-    while (need := config.per_class - manifest.count(folder, "ok")) > 0:
+    counts = manifest.counts().get(folder, Counter())
+    run.display.show(folder, config.per_class, counts)
+    while (need := config.per_class - counts["ok"]) > 0:
         batch = manifest.pending(folder, need)
         if len(batch) < need:
-            found = found or _results(run.flickr, params, size_chain(config.size))
+            if found is None:
+                found = _results(run.flickr, params, size_chain(config.size))
             manifest.add(folder, _describe(params), found, limit=need - len(batch))
             batch = manifest.pending(folder, need)
             if not batch:
                 return False
-        counts = manifest.counts().get(folder, Counter())
-        run.display.show(folder, config.per_class, counts)
-
-        def progress(result: Result, counts: Counter[str] = counts) -> None:
-            counts["pending"] -= 1
-            counts["ok" if result.status == "ok" else result.status] += 1
-            run.display.show(folder, config.per_class, counts)
-
         jobs = [Job(r["id"], r["image_url"], photo_path(run.out, None, folder, r["id"])) for r in batch]
-        results = download(jobs, config, on_result=progress)
+        live = run.display.live(folder, config.per_class, manifest.counts()[folder])
+        results = download(jobs, config, on_result=live)
         manifest.record(_judge(run, folder, [job.id for job in jobs], results))
-        run.display.show(folder, config.per_class, manifest.counts().get(folder, Counter()))
+        counts = manifest.counts()[folder]
+        run.display.show(folder, config.per_class, counts)
     return True
 
 
