@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# photoclass from a fresh clone, in one step each (needs only Python >= 3.10 and pip):
+# photoclass from a fresh clone, in one step each (needs only Python >= 3.11 and pip):
 #   ./run.sh demo [--out DIR]   set up, then run the offline demo (simulated Flickr -> train -> report)
 #   ./run.sh test [PYTEST ARGS] set up, then lint and run the test suite
 # Set-up (skipped when already done): a virtual environment in .venv with photoclass and its

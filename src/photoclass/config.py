@@ -13,13 +13,12 @@ an error, never silently ignored.
 from __future__ import annotations
 
 import dataclasses
+import tomllib
 import types
 import typing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, TypeVar
-
-import tomllib
 
 from photoclass.errors import ConfigError
 

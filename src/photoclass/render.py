@@ -17,7 +17,7 @@ out = Console()
 err = Console(stderr=True)
 
 
-class Format(str, enum.Enum):
+class Format(enum.StrEnum):
     table = "table"
     json = "json"
     csv = "csv"

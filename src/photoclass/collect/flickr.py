@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import time
+import tomllib
 from collections import deque
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
@@ -21,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import tomllib
 
 from photoclass.collect.retry import RETRY_CODES, Backoff, parse_retry_after, retryable_status
 from photoclass.errors import ConfigError, FlickrError, PhotoclassError
