@@ -52,7 +52,9 @@ def test_train_then_evaluate(cats_owls_tiny: Path, tmp_path: Path) -> None:
 
     result = invoke("evaluate", out, cats_owls_tiny / "val")
     assert result.exit_code == 0
-    assert "accuracy" in result.output and "confusion matrix" in result.output and "precision" in result.output
+    assert (
+        "accuracy" in result.output and "confusion matrix" in result.output and "precision" in result.output
+    )
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["n"] == 20 and len(metrics["predictions"]) == 20
     assert sum(map(sum, metrics["confusion_matrix"])) == 20
@@ -92,7 +94,10 @@ def test_predict_fails_only_when_nothing_is_readable(trained_three: Path, tmp_pa
     bad.write_text("nope")
     result = invoke("predict", trained_three, bad, tmp_path / "missing.jpg", "--format", "json")
     assert result.exit_code == 1
-    assert [r["error"] for r in json.loads(result.stdout)] == ["no such file or folder", "not an image (unrecognised format)"]
+    assert [r["error"] for r in json.loads(result.stdout)] == [
+        "no such file or folder",
+        "not an image (unrecognised format)",
+    ]
 
 
 @pytest.mark.parametrize(
@@ -105,7 +110,9 @@ def test_predict_fails_only_when_nothing_is_readable(trained_three: Path, tmp_pa
         (["train", "{data}", "--out", "{tmp}/m", "--config", "{tmp}/none.toml"], "config file"),
     ],
 )
-def test_user_mistakes_are_one_line_errors(cats_owls_tiny: Path, tmp_path: Path, args: list[str], message: str) -> None:
+def test_user_mistakes_are_one_line_errors(
+    cats_owls_tiny: Path, tmp_path: Path, args: list[str], message: str
+) -> None:
     argv = [a.format(tmp=tmp_path, data=cats_owls_tiny) for a in args]
     result = subprocess.run([sys.executable, "-m", "photoclass", *argv], capture_output=True, text=True)
     assert result.returncode == 1
