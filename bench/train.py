@@ -66,6 +66,20 @@ def keras_train(data: Path, epochs: int, out: Path) -> tuple[dict, object]:
     return json.loads(out.read_text()), result
 
 
+def _row(name: str, found: dict, key: str, n_train: int) -> list:
+    """One table row from the `key`, `key_wall`, `key_rss` and `key_acc` measurements."""
+    epoch = median(found[key])
+    return [
+        name,
+        epoch,
+        len(found[key]),
+        n_train / epoch,
+        median(found[f"{key}_wall"]),
+        max(found[f"{key}_rss"]),
+        f"{found[f'{key}_acc'][-1]:.1%}",
+    ]
+
+
 def epoch_speed(args, tmp: Path) -> dict | None:
     banner(f"1. seed-cnn epoch time, {args.photos} photos, {args.epochs} epochs: photoclass vs Keras")
     data = stratified_subset(DATA, args.photos, tmp / "subset")
@@ -102,17 +116,7 @@ def epoch_speed(args, tmp: Path) -> dict | None:
 
     pc_epoch = median(found["pc"])
     headers = ["pipeline", "s/epoch (median)", "epochs", "photos/s", "wall s", "peak RSS MB", "last val acc"]
-    out = [
-        [
-            "photoclass seed-cnn",
-            pc_epoch,
-            len(found["pc"]),
-            n_train / pc_epoch,
-            median(found["pc_wall"]),
-            max(found["pc_rss"]),
-            f"{found['pc_acc'][-1]:.1%}",
-        ]
-    ]
+    out = [_row("photoclass seed-cnn", found, "pc", n_train)]
     result = {
         "photos": n_train,
         "pc_epoch": pc_epoch,
@@ -121,17 +125,7 @@ def epoch_speed(args, tmp: Path) -> dict | None:
     }
     if "keras" in found:
         k_epoch = median(found["keras"])
-        out.append(
-            [
-                "Keras reference",
-                k_epoch,
-                len(found["keras"]),
-                n_train / k_epoch,
-                median(found["keras_wall"]),
-                max(found["keras_rss"]),
-                f"{found['keras_acc'][-1]:.1%}",
-            ]
-        )
+        out.append(_row("Keras reference", found, "keras", n_train))
         result.update(keras_epoch=k_epoch, keras_rss=max(found["keras_rss"]), keras_acc=found["keras_acc"])
         result["keras_wall"] = median(found["keras_wall"])
     print()
