@@ -71,7 +71,9 @@ def train(
     Example: `photoclass.train("data/cats-owls", "models/co", TrainConfig(model="small-cnn"))`.
     """
     started = time.perf_counter()
-    cfg = (config or TrainConfig()).resolve(get_model_entry((config or TrainConfig()).model).recipe)
+    config = config or TrainConfig()
+    entry = get_model_entry(config.model)
+    cfg = config.resolve(entry.recipe)
     out = Path(out)
     _check_out(out, resume, overwrite)
 
@@ -91,7 +93,6 @@ def train(
         )
 
     # -- model and state (fresh, or from the last checkpoint) ------------------------------
-    entry = get_model_entry(cfg.model)
     torch.manual_seed(cfg.seed)
     model = create_model(cfg.model, len(classes), cfg.image_size).to(memory_format=torch.channels_last)
     run_id = {"config": cfg.to_dict(), "data": _fingerprint(train_split, val_split, classes)}
