@@ -75,16 +75,16 @@ def worker(name: str, seconds: float) -> None:
 
     from photoclass import runtime
     from photoclass.config import TrainConfig
-    from photoclass.data.augment import eval_transform
+    from photoclass.data.preprocess import Normalize
     from photoclass.models import create_model, get_model_entry
-    from photoclass.training import _optimizer
+    from photoclass.optim import create_optimizer
 
     runtime.tune_allocator()  # as `import photoclass.api` does; a no-op for system and jemalloc
     arch, size, batch, what = WORKLOADS[name]
     entry = get_model_entry(arch)
     torch.manual_seed(0)
     model = create_model(arch, 2, size, pretrained=False).to(memory_format=torch.channels_last)
-    transform = eval_transform(entry.cfg.mean, entry.cfg.std)
+    normalize = Normalize(entry.cfg.mean, entry.cfg.std)
     pixels = torch.randint(0, 256, (4, batch, 3, size, size), dtype=torch.uint8)
     labels = torch.randint(0, 2, (batch,))
     if what == "infer":
@@ -92,7 +92,7 @@ def worker(name: str, seconds: float) -> None:
 
         def step(i: int) -> None:
             with torch.inference_mode():
-                model(transform(pixels[i % 4]).contiguous(memory_format=torch.channels_last))
+                model(normalize(pixels[i % 4]))
 
     else:
         start = model.finetune_start(entry.recipe.unfreeze) if what == "finetune" else 0
@@ -100,13 +100,15 @@ def worker(name: str, seconds: float) -> None:
         frozen.requires_grad_(False).eval()
         trainable.train()
         cfg = TrainConfig(model=arch).resolve(entry.recipe)
-        optimizer = _optimizer(cfg, [p for p in trainable.parameters() if p.requires_grad])
+        optimizer = create_optimizer(cfg, [p for p in trainable.parameters() if p.requires_grad])
 
         def step(i: int) -> None:
-            x = transform(pixels[i % 4]).contiguous(memory_format=torch.channels_last)
+            x = normalize(pixels[i % 4])
             with torch.no_grad():
                 x = frozen(x)
-            loss = F.cross_entropy(trainable(x), labels)
+            with torch.autocast("cpu", torch.bfloat16, enabled=cfg.precision == "bf16"):
+                logits = trainable(x).float()
+            loss = F.cross_entropy(logits, labels)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

@@ -15,11 +15,11 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
-from torchvision.transforms import v2
 
-from photoclass.data.augment import eval_transform
+from photoclass.data.preprocess import Normalize
 from photoclass.errors import BundleError
 from photoclass.models import create_model
+from photoclass.runtime import native_bf16
 
 FORMAT = "photoclass-bundle"
 VERSION = 1
@@ -41,9 +41,16 @@ class Bundle:
     def image_size(self) -> int:
         return int(self.meta["image_size"])
 
-    def transform(self) -> v2.Compose:
+    @property
+    def precision(self) -> str:
+        """The arithmetic the model was trained in, where this CPU has it natively, else fp32."""
+        trained = self.meta.get("precision", "fp32")
+        return "bf16" if trained == "bf16" and native_bf16() else "fp32"
+
+    @property
+    def normalize(self) -> Normalize:
         """The preprocessing stored with the weights (pixels arrive resized to `image_size`)."""
-        return eval_transform(self.meta["mean"], self.meta["std"])
+        return Normalize(self.meta["mean"], self.meta["std"])
 
 
 def package_versions() -> dict[str, str]:

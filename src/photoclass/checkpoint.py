@@ -1,7 +1,8 @@
 """Training state in one safetensors file, written atomically after every epoch, so a run
 killed at any moment (even `kill -9`) resumes from its last finished epoch.
 
-Tensors (current weights, best weights, optimizer buffers) are the file's tensors; the rest
+Tensors (current weights, best weights and their validation logits, optimizer buffers) are
+the file's tensors; the rest
 (epoch, history, early-stopping counters, optimizer hyper-parameters) is JSON in its
 metadata. Nothing is pickled."""
 
@@ -68,10 +69,14 @@ def save_checkpoint(
     best: dict[str, torch.Tensor],
     optimizer: torch.optim.Optimizer | None,
     run: dict[str, Any],
+    best_logits: torch.Tensor | None = None,
 ) -> None:
-    """`run` identifies the run (resolved config, data fingerprint): resuming checks it."""
+    """`run` identifies the run (resolved config, data fingerprint): resuming checks it.
+    `best_logits` are the best weights' validation logits, so the bundle needs no re-run."""
     tensors = {f"model.{k}": v.contiguous() for k, v in model.items()}
     tensors |= {f"best.{k}": v.contiguous() for k, v in best.items()}
+    if best_logits is not None:
+        tensors["logits.val"] = best_logits.contiguous()
     optim_info = None
     if optimizer is not None:
         optim_tensors, optim_info = _flatten_optimizer(optimizer)
@@ -87,16 +92,24 @@ class Checkpoint:
     best: dict[str, torch.Tensor]
     optimizer: dict[str, Any] | None
     run: dict[str, Any]
+    best_logits: torch.Tensor | None
 
 
 def load_checkpoint(path: Path) -> Checkpoint:
     with safe_open(str(path), framework="pt") as f:
         meta = json.loads(f.metadata()["json"])
-        groups: dict[str, dict[str, torch.Tensor]] = {"model": {}, "best": {}, "optim": {}}
+        groups: dict[str, dict[str, torch.Tensor]] = {"model": {}, "best": {}, "optim": {}, "logits": {}}
         for key in f.keys():  # noqa: SIM118  (a safetensors handle, not a dict)
             prefix, rest = key.split(".", 1)
             groups[prefix][rest if prefix != "optim" else key] = f.get_tensor(key)
     optimizer = None
     if meta["optimizer"] is not None:
         optimizer = _unflatten_optimizer(groups["optim"], meta["optimizer"])
-    return Checkpoint(TrainState(**meta["state"]), groups["model"], groups["best"], optimizer, meta["run"])
+    return Checkpoint(
+        TrainState(**meta["state"]),
+        groups["model"],
+        groups["best"],
+        optimizer,
+        meta["run"],
+        groups["logits"].get("val"),
+    )

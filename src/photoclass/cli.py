@@ -80,6 +80,13 @@ def train(
         str | None,
         typer.Option(help="rmsprop | adamw | sgd [model default].", rich_help_panel=_OPT),
     ] = None,
+    precision: Annotated[
+        str | None,
+        typer.Option(
+            help="fp32 | bf16 (mixed precision) | auto (bf16 where the CPU has it) [model default].",
+            rich_help_panel=_OPT,
+        ),
+    ] = None,
     patience: Annotated[
         int | None,
         typer.Option(help="Early stopping: epochs without a better validation loss.", rich_help_panel=_OPT),

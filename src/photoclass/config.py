@@ -36,6 +36,11 @@ class Recipe:
     optimizer: str  # "rmsprop" | "adamw" | "sgd"
     weight_decay: float = 0.0
     scheduler: str = "constant"  # "constant" | "onecycle"
+    # The model's arithmetic: "fp32", or "bf16" mixed precision (bfloat16 compute, float32
+    # weights and optimizer state), used for training, validation and later prediction (which
+    # falls back to fp32 on CPUs without native bf16). "auto" is bf16 where the CPU computes
+    # bf16 natively (AMX or AVX512-BF16), fp32 elsewhere.
+    precision: str = "fp32"
     patience: int = 3  # early stopping: epochs without a better validation loss
     # Augmentation, as in torchvision.transforms.v2.
     hflip: float = 0.5  # probability of a horizontal flip
@@ -63,6 +68,7 @@ class TrainConfig:
     optimizer: str | None = None
     weight_decay: float | None = None
     scheduler: str | None = None
+    precision: str | None = None
     patience: int | None = None
     hflip: float | None = None
     zoom: float | None = None
@@ -82,6 +88,10 @@ class TrainConfig:
         """Fill every `None` from the model's recipe."""
         given = {f.name: getattr(self, f.name) for f in fields(Recipe)}
         merged = dataclasses.replace(recipe, **{k: v for k, v in given.items() if v is not None})
+        if merged.precision == "auto":
+            from photoclass.runtime import native_bf16
+
+            merged = dataclasses.replace(merged, precision="bf16" if native_bf16() else "fp32")
         cfg = ResolvedTrainConfig(
             model=self.model,
             seed=self.seed,
@@ -112,6 +122,7 @@ class ResolvedTrainConfig(Recipe):
             (self.lr > 0, "lr must be > 0"),
             (self.optimizer in ("rmsprop", "adamw", "sgd"), "optimizer must be rmsprop|adamw|sgd"),
             (self.scheduler in ("constant", "onecycle"), "scheduler must be constant|onecycle"),
+            (self.precision in ("fp32", "bf16"), "precision must be fp32|bf16|auto"),
             (0 < self.val_fraction < 1, "val-fraction must be between 0 and 1"),
             (0 <= self.hflip <= 1, "hflip is a probability, between 0 and 1"),
             (0 <= self.zoom < 1, "zoom must be in [0, 1)"),

@@ -59,7 +59,8 @@ def evaluate_split(bundle: Bundle, split_dir: Path, *, progress: bool = True) ->
     logits = logits_for(
         bundle.model,
         decoded.images,
-        bundle.transform(),
+        bundle.normalize,
+        precision=bundle.precision,
         progress=progress,
         description="evaluating",
     )

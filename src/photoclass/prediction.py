@@ -50,7 +50,12 @@ def predict_paths(
     files, results = expand_inputs(paths)
     decoded = decode_all(files, bundle.image_size, progress=progress, use_cache=False)
     logits = logits_for(
-        bundle.model, decoded.images, bundle.transform(), batch_size=batch_size, progress=progress
+        bundle.model,
+        decoded.images,
+        bundle.normalize,
+        batch_size=batch_size,
+        precision=bundle.precision,
+        progress=progress,
     )
     probs = probabilities(logits) if len(decoded.ok) else []
     k = max(1, min(top_k, len(bundle.classes)))

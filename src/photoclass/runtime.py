@@ -85,3 +85,12 @@ def tune_allocator() -> None:
         libc.mallopt(_M_TOP_PAD, 256 << 20)
     except (OSError, AttributeError):
         pass  # not glibc (musl, macOS): nothing to tune
+
+
+def native_bf16() -> bool:
+    """True where the CPU computes bfloat16 in hardware (AMX tiles or AVX512-BF16): there,
+    mixed precision makes seed-cnn steps ~1.7x faster; elsewhere bf16 is emulated, and slower."""
+    import torch
+
+    cpu = torch.cpu
+    return bool(cpu._is_amx_tile_supported() or cpu._is_avx512_bf16_supported())

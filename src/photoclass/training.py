@@ -25,13 +25,15 @@ from photoclass.bundle import META, WEIGHTS, save_bundle, state_tensors
 from photoclass.checkpoint import NAME as CHECKPOINT
 from photoclass.checkpoint import TrainState, load_checkpoint, save_checkpoint
 from photoclass.config import ResolvedTrainConfig, TrainConfig
-from photoclass.data.augment import CachedImages, create_transform, loader
+from photoclass.data.augment import CachedImages, create_augmentation, loader
 from photoclass.data.cache import decode_all
 from photoclass.data.folder import Sample, scan_dataset, stratified_split
+from photoclass.data.preprocess import Normalize
 from photoclass.errors import ConfigError, DatasetError
 from photoclass.inference import logits_for, probabilities
 from photoclass.metrics import compute_metrics
 from photoclass.models import create_model, get_model_entry
+from photoclass.optim import create_optimizer, lr_at
 from photoclass.progress import log, progress_bar
 
 
@@ -97,6 +99,7 @@ def train(
     model = create_model(cfg.model, len(classes), cfg.image_size).to(memory_format=torch.channels_last)
     run_id = {"config": cfg.to_dict(), "data": _fingerprint(train_split, val_split, classes)}
     state, best, optimizer_state = TrainState(), state_tensors(model), None
+    best_logits: torch.Tensor | None = None  # validation logits of `best`
     if resume and (out / CHECKPOINT).exists():
         ckpt = load_checkpoint(out / CHECKPOINT)
         if ckpt.run != run_id:
@@ -104,21 +107,21 @@ def train(
                 f"the checkpoint in {out} was made with other options or data; rerun with the "
                 "same options, or drop --resume (and pass --overwrite) to start over"
             )
-        state, best, optimizer_state = ckpt.state, ckpt.best, ckpt.optimizer
+        state, best, optimizer_state, best_logits = ckpt.state, ckpt.best, ckpt.optimizer, ckpt.best_logits
         model.load_state_dict(ckpt.model)
         log(f"resuming {out} after {len(state.history)} finished epoch(s)", enabled=progress)
     if not cfg.probe_epochs and state.phase == "probe":
         state.phase = "train"
     weights = _class_weights(train_split.labels, len(classes)) if cfg.balance else None
-    eval_tf = create_transform(cfg, entry.cfg.mean, entry.cfg.std, training=False)
+    normalize = Normalize(entry.cfg.mean, entry.cfg.std)
     out.mkdir(parents=True, exist_ok=True)
 
     def checkpoint(optimizer: torch.optim.Optimizer | None) -> None:
-        save_checkpoint(out / CHECKPOINT, state, state_tensors(model), best, optimizer, run_id)
+        save_checkpoint(out / CHECKPOINT, state, state_tensors(model), best, optimizer, run_id, best_logits)
 
-    def record(row: dict[str, Any], current: dict[str, torch.Tensor]) -> bool:
+    def record(row: dict[str, Any], current: dict[str, torch.Tensor], logits: torch.Tensor) -> bool:
         """Append an epoch's metrics; track the best weights; True when it is time to stop."""
-        nonlocal best
+        nonlocal best, best_logits
         state.history.append(row)
         if row["val_loss"] < state.best_loss - 1e-4:
             state.best_loss, state.best_epoch, state.bad_epochs = (
@@ -126,7 +129,7 @@ def train(
                 len(state.history) - 1,
                 0,
             )
-            best = {k: v.clone() for k, v in current.items()}
+            best, best_logits = {k: v.clone() for k, v in current.items()}, logits
         else:
             state.bad_epochs += 1
         return state.bad_epochs >= cfg.patience
@@ -137,13 +140,20 @@ def train(
     if state.phase == "probe":
         body, head = model[:-1], model[-1]
         feats = [
-            logits_for(body.eval(), s.images, eval_tf, progress=progress, description=f"features ({name})")
+            logits_for(
+                body.eval(),
+                s.images,
+                normalize,
+                precision=cfg.precision,
+                progress=progress,
+                description=f"features ({name})",
+            )
             for name, s in (("train", train_split), ("val", val_split))
         ]
         head_opt = torch.optim.AdamW(head.parameters(), lr=cfg.probe_lr, weight_decay=cfg.weight_decay)
         for epoch in range(cfg.probe_epochs):  # no early stop: an epoch costs milliseconds
-            row = _probe_epoch(head, head_opt, feats, train_split, val_split, cfg, epoch, weights)
-            record({"phase": "probe", "epoch": epoch + 1, **row}, state_tensors(model))
+            row, logits = _probe_epoch(head, head_opt, feats, train_split, val_split, cfg, epoch, weights)
+            record({"phase": "probe", "epoch": epoch + 1, **row}, state_tensors(model), logits)
         state.phase, state.epoch, state.bad_epochs = "train", 0, 0
         model.load_state_dict(best)
         log(_epoch_line(state.history[state.best_epoch or 0], "probe (best)"), enabled=progress)
@@ -154,11 +164,10 @@ def train(
     frozen, trainable = model[:start], model[start:]
     frozen.requires_grad_(False)
     params = [p for p in trainable.parameters() if p.requires_grad]
-    optimizer = _optimizer(cfg, params)
+    optimizer = create_optimizer(cfg, params)
     if optimizer_state is not None and state.epoch > 0:
         optimizer.load_state_dict(optimizer_state)
-    train_tf = create_transform(cfg, entry.cfg.mean, entry.cfg.std, training=True)
-    train_set = CachedImages(train_split.images, train_split.labels.tolist(), train_tf)
+    train_set = CachedImages(train_split.images, train_split.labels.tolist(), create_augmentation(cfg))
     steps_per_epoch = math.ceil(len(train_set) / cfg.batch_size)
     total_steps = max(1, cfg.epochs * steps_per_epoch)
     while state.epoch < cfg.epochs and not state.stopped_early:
@@ -173,13 +182,14 @@ def train(
         title = f"epoch {state.epoch + 1}/{cfg.epochs}"
         with progress_bar(title, len(train_set), enabled=progress) as bar:
             for x, y in batches:
-                lr = _lr_at(state.step, total_steps, cfg)
+                lr = lr_at(state.step, total_steps, cfg)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
-                x = x.contiguous(memory_format=torch.channels_last)
+                x = normalize(x)
                 with torch.no_grad():
                     x = frozen(x)
-                logits = trainable(x)
+                with torch.autocast("cpu", torch.bfloat16, enabled=cfg.precision == "bf16"):
+                    logits = trainable(x).float()
                 loss = F.cross_entropy(logits, y, weight=weights)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -191,7 +201,7 @@ def train(
                 speed = seen / (time.perf_counter() - tick)
                 info = f"loss {loss_sum / seen:.3f} acc {hits / seen:.1%} {speed:.0f} img/s"
                 bar.advance(len(y), info=info)
-        val = _validate(model, val_split, eval_tf, weights)
+        val, logits = _validate(model, val_split, normalize, weights, cfg)
         row = {
             "phase": "train",
             "epoch": state.epoch + 1,
@@ -201,7 +211,7 @@ def train(
             "lr": lr,
             "seconds": time.perf_counter() - tick,
         }
-        state.stopped_early = record(row, state_tensors(model)) and state.epoch + 1 < cfg.epochs
+        state.stopped_early = record(row, state_tensors(model), logits) and state.epoch + 1 < cfg.epochs
         state.epoch += 1
         log(_epoch_line(row, title), enabled=progress)
         checkpoint(optimizer)
@@ -209,7 +219,11 @@ def train(
     # -- the bundle: best weights + everything needed to use and judge them ----------------
     model.load_state_dict(best)
     model.eval()
-    probs = probabilities(logits_for(model, val_split.images, eval_tf))
+    if best_logits is None:  # no epoch ran at all
+        best_logits = logits_for(
+            model, val_split.images, normalize, batch_size=cfg.batch_size, precision=cfg.precision
+        )
+    probs = probabilities(best_logits)
     validation = compute_metrics(val_split.labels, probs, classes)
     meta = {
         "architecture": cfg.model,
@@ -217,6 +231,7 @@ def train(
         "classes": classes,
         "image_size": cfg.image_size,
         "resize": "squash",
+        "precision": cfg.precision,
         "mean": list(entry.cfg.mean),
         "std": list(entry.cfg.std),
         "config": cfg.to_dict(),
@@ -306,30 +321,22 @@ def _class_weights(labels: np.ndarray, k: int) -> torch.Tensor:
     return torch.tensor(len(labels) / (k * counts), dtype=torch.float32)
 
 
-def _optimizer(cfg: ResolvedTrainConfig, params: list[nn.Parameter]) -> torch.optim.Optimizer:
-    if cfg.optimizer == "rmsprop":
-        # Keras' RMSprop: rho 0.9, epsilon 1e-7 (torch's defaults are 0.99 and 1e-8).
-        return torch.optim.RMSprop(params, lr=cfg.lr, alpha=0.9, eps=1e-7, weight_decay=cfg.weight_decay)
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay)
-    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-
-
-def _lr_at(step: int, total: int, cfg: ResolvedTrainConfig) -> float:
-    """The learning rate as a pure function of the step, so resuming needs no scheduler state.
-    One-cycle: linear warm-up over the first 20% of steps, then cosine down to zero."""
-    if cfg.scheduler == "constant":
-        return cfg.lr
-    warm = max(1, int(0.2 * total))
-    if step < warm:
-        return cfg.lr * (0.04 + 0.96 * step / warm)
-    return cfg.lr * 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, total - warm)))
-
-
-def _validate(model: nn.Module, split: Split, transform, weights: torch.Tensor | None) -> dict[str, float]:
+def _validate(
+    model: nn.Module,
+    split: Split,
+    normalize: Normalize,
+    weights: torch.Tensor | None,
+    cfg: ResolvedTrainConfig,
+) -> tuple[dict[str, float], torch.Tensor]:
+    """Validation loss and accuracy, and the logits they came from, in the arithmetic the
+    model will predict in. At the training batch size: as fast as larger batches on CPU,
+    and the peak memory stays that of training."""
     model.eval()
-    logits = logits_for(model, split.images, transform)
-    labels = torch.from_numpy(split.labels)
+    logits = logits_for(model, split.images, normalize, batch_size=cfg.batch_size, precision=cfg.precision)
+    return _scores(logits, torch.from_numpy(split.labels), weights), logits
+
+
+def _scores(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor | None) -> dict[str, float]:
     return {
         "val_loss": float(F.cross_entropy(logits, labels, weight=weights)),
         "val_acc": float((logits.argmax(1) == labels).float().mean()),
@@ -338,8 +345,9 @@ def _validate(model: nn.Module, split: Split, transform, weights: torch.Tensor |
 
 def _probe_epoch(
     head, optimizer, feats, train: Split, val: Split, cfg, epoch: int, weights
-) -> dict[str, float]:
-    """One pass of the head over the cached training features, then its validation loss."""
+) -> tuple[dict[str, float], torch.Tensor]:
+    """One pass of the head over the cached training features, then its validation scores
+    and logits."""
     f_train, f_val = feats
     y_train, y_val = torch.from_numpy(train.labels), torch.from_numpy(val.labels)
     order = torch.randperm(len(y_train), generator=torch.Generator().manual_seed(cfg.seed * 100_003 + epoch))
@@ -356,14 +364,14 @@ def _probe_epoch(
     head.eval()
     with torch.no_grad():
         val_logits = head(f_val)
-    return {
+    row = {
         "train_loss": loss_sum / len(y_train),
         "train_acc": hits / len(y_train),
-        "val_loss": float(F.cross_entropy(val_logits, y_val, weight=weights)),
-        "val_acc": float((val_logits.argmax(1) == y_val).float().mean()),
+        **_scores(val_logits, y_val, weights),
         "lr": cfg.probe_lr,
         "seconds": 0.0,
     }
+    return row, val_logits
 
 
 def _epoch_line(row: dict[str, Any], title: str) -> str:

@@ -10,8 +10,8 @@ import torch
 from torch import nn
 
 from photoclass.bundle import load_bundle
-from photoclass.data.augment import eval_transform
 from photoclass.data.decode import decode_image
+from photoclass.data.preprocess import Normalize
 from photoclass.models import create_model
 from photoclass.reporting.gradcam import cam_layer, grad_cam, overlay
 
@@ -43,7 +43,7 @@ def test_heat_lies_where_the_evidence_is() -> None:
     images = np.zeros((2, 32, 32, 3), dtype=np.uint8)
     images[0, 2:10, 20:30] = 255  # a bright patch top right
     images[1, 24:30, 4:12] = 255  # and one bottom left
-    identity = eval_transform((0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
+    identity = Normalize((0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
     heat = grad_cam(brightness_model(), images, identity, targets=[1, 1])
     assert heat.shape == (2, 32, 32)
     for cam, (rows, cols) in zip(
@@ -61,13 +61,13 @@ def test_heat_maps_of_a_trained_model(trained_three: Path, shapes3: Path) -> Non
     bundle = load_bundle(trained_three)
     photos = [shapes3 / "test" / "circle" / "circle-0.jpg", shapes3 / "test" / "triangle" / "triangle-0.jpg"]
     pixels = np.stack([decode_image(p, bundle.image_size) for p in photos])
-    heat = grad_cam(bundle.model, pixels, bundle.transform())
+    heat = grad_cam(bundle.model, pixels, bundle.normalize)
     assert heat.shape == (2, bundle.image_size, bundle.image_size)
     assert heat.dtype == np.float32 and heat.min() >= 0 and heat.max() <= 1
     assert heat.max(axis=(1, 2)) == pytest.approx([1.0, 1.0]) and not heat.min(axis=(1, 2)).any()
     assert not np.allclose(heat[0], heat[1], atol=0.05)  # two photos, two maps
     # Batching changes nothing: each photo gets its own gradient.
-    alone = grad_cam(bundle.model, pixels[1:], bundle.transform())
+    alone = grad_cam(bundle.model, pixels[1:], bundle.normalize)
     np.testing.assert_allclose(alone[0], heat[1], atol=1e-5)
 
 

@@ -1,5 +1,7 @@
-"""Tensors from the decoded cache: `create_transform` (one knob per step, as timm's
-transforms factory) and the `Dataset` the training loop iterates."""
+"""Training batches from the decoded cache: `create_augmentation` (one knob per step, as
+timm's transforms factory) and the `Dataset` the training loop iterates. Augmentation works on
+uint8 pixels in DataLoader workers; `photoclass.data.preprocess.Normalize` then turns each
+batch into model input in the main process."""
 
 from __future__ import annotations
 
@@ -7,49 +9,42 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
+from PIL import Image
 from torchvision.transforms import v2
 
 from photoclass.config import Recipe
 
 
-def eval_transform(mean: Sequence[float], std: Sequence[float]) -> v2.Compose:
-    """uint8 CHW tensors (already at the model's size, from the cache) -> normalised floats."""
-    return v2.Compose([v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(mean), list(std))])
-
-
-def create_transform(
-    recipe: Recipe, mean: Sequence[float], std: Sequence[float], *, training: bool
-) -> v2.Compose:
-    """The evaluation transform, preceded when training by each augmentation whose knob is set."""
+def create_augmentation(recipe: Recipe) -> v2.Compose:
+    """Each augmentation whose knob is set in `recipe`, in order, on a PIL image already at the
+    model's size (from the cache), ending in a uint8 CHW tensor. PIL images, not tensors,
+    because PIL's affine and resize kernels are 1.5-3.7x faster than torchvision's tensor
+    ones at these sizes, and the workers share the CPU with training."""
     steps: list[v2.Transform] = []
-    if training:
-        if recipe.crop_scale < 1:
-            steps.append(
-                v2.RandomResizedCrop(recipe.image_size, scale=(recipe.crop_scale, 1.0), antialias=True)
-            )
-        if recipe.zoom or recipe.shear or recipe.rotate:
-            zoom = (1 - recipe.zoom, 1 + recipe.zoom) if recipe.zoom else None
-            steps.append(v2.RandomAffine(degrees=recipe.rotate, scale=zoom, shear=recipe.shear))
-        if recipe.hflip:
-            steps.append(v2.RandomHorizontalFlip(recipe.hflip))
-        if recipe.color_jitter:
-            cj = recipe.color_jitter
-            steps.append(v2.ColorJitter(brightness=cj, contrast=cj, saturation=cj))
-    return v2.Compose([*steps, *eval_transform(mean, std).transforms])
+    if recipe.crop_scale < 1:
+        steps.append(v2.RandomResizedCrop(recipe.image_size, scale=(recipe.crop_scale, 1.0), antialias=True))
+    if recipe.zoom or recipe.shear or recipe.rotate:
+        zoom = (1 - recipe.zoom, 1 + recipe.zoom) if recipe.zoom else None
+        steps.append(v2.RandomAffine(degrees=recipe.rotate, scale=zoom, shear=recipe.shear))
+    if recipe.hflip:
+        steps.append(v2.RandomHorizontalFlip(recipe.hflip))
+    if recipe.color_jitter:
+        cj = recipe.color_jitter
+        steps.append(v2.ColorJitter(brightness=cj, contrast=cj, saturation=cj))
+    return v2.Compose([*steps, v2.PILToTensor()])
 
 
 class CachedImages(torch.utils.data.Dataset):
-    """(image, label) pairs read from a (N, H, W, 3) uint8 array, transformed on the fly."""
+    """(uint8 image, label) pairs read from a (N, H, W, 3) uint8 array, augmented on the fly."""
 
-    def __init__(self, images: np.ndarray, labels: Sequence[int], transform: v2.Compose) -> None:
-        self.images, self.labels, self.transform = images, list(labels), transform
+    def __init__(self, images: np.ndarray, labels: Sequence[int], augment: v2.Compose) -> None:
+        self.images, self.labels, self.augment = images, list(labels), augment
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        pixels = torch.from_numpy(np.array(self.images[i])).permute(2, 0, 1)
-        return self.transform(pixels), self.labels[i]
+        return self.augment(Image.fromarray(np.asarray(self.images[i]))), self.labels[i]
 
 
 def loader(

@@ -17,13 +17,8 @@ import torch
 import torch.nn.functional as F
 from matplotlib import colormaps
 from torch import nn
-from torchvision.transforms import v2
 
-
-def _batch(images: np.ndarray, transform: v2.Compose) -> torch.Tensor:
-    """(N, H, W, 3) uint8 -> the model's normalised, channels-last input."""
-    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2)
-    return transform(x).contiguous(memory_format=torch.channels_last)
+from photoclass.data.preprocess import Normalize
 
 
 @torch.no_grad()
@@ -44,7 +39,7 @@ def cam_layer(model: nn.Sequential, image_size: int) -> int:
 def grad_cam(
     model: nn.Sequential,
     images: np.ndarray,
-    transform: v2.Compose,
+    normalize: Normalize,
     targets: Sequence[int] | None = None,
 ) -> np.ndarray:
     """Heat maps (N, H, W) in [0, 1] for (N, H, W, 3) uint8 `images`: where the evidence for
@@ -52,7 +47,7 @@ def grad_cam(
     layer = cam_layer(model, images.shape[1])
     body, head = model[: layer + 1], model[layer + 1 :]
     with torch.no_grad():
-        features = body(_batch(images, transform))
+        features = body(normalize.batch(images))
     features.requires_grad_(True)
     with torch.enable_grad():
         logits = head(features)

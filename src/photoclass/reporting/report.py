@@ -260,7 +260,7 @@ def gradcam_section(bundle: Bundle, evaluation: Evaluation) -> Section | None:
     if not chosen:
         return None
     pixels = np.stack([decode_image(Path(evaluation.paths[i]), bundle.image_size) for i in chosen])
-    heat = grad_cam(bundle.model, pixels, bundle.transform())
+    heat = grad_cam(bundle.model, pixels, bundle.normalize)
     figures: dict[str, list[str]] = {"correct": [], "wrong": []}
     for i, cam in zip(chosen, heat, strict=True):
         path = Path(evaluation.paths[i])
