@@ -1,12 +1,15 @@
-"""The packaged ImageNet weights map into timm's EfficientNet-Lite0 with every key matched."""
+"""The packaged ImageNet weights map into EfficientNet-Lite0 with every key matched, and
+photoclass's plain-torch EfficientNet-Lite0 computes what timm's `tf_efficientnet_lite0` does."""
 
 from __future__ import annotations
 
+import pytest
 import timm
 import torch
 
 from photoclass.data.decode import decode_image
 from photoclass.models import create_model
+from photoclass.models.efficientnet_lite import EfficientNetLite0
 from photoclass.models.pretrained import imagenet_weights, timm_key
 
 CAT_CLASSES = {281, 282, 283, 284, 285}  # tabby, tiger cat, Persian, Siamese, Egyptian cat
@@ -21,7 +24,7 @@ def test_key_mapping_examples() -> None:
 
 
 def test_imagenet_weights_recognise_a_cat(shared_data) -> None:
-    net = timm.create_model("tf_efficientnet_lite0", pretrained=False)
+    net = EfficientNetLite0()
     net.load_state_dict(imagenet_weights(), strict=True)  # every key matched, none left over
     net.eval()
     cat = sorted((shared_data / "val" / "cat").iterdir())[0]
@@ -31,14 +34,27 @@ def test_imagenet_weights_recognise_a_cat(shared_data) -> None:
     assert CAT_CLASSES & set(top5)
 
 
-def test_flat_layout_matches_timm_forward() -> None:
+@pytest.mark.parametrize("size", [224, 161])  # odd sizes exercise the asymmetric "same" padding
+def test_plain_torch_lite0_is_timms(size: int) -> None:
     net = timm.create_model("tf_efficientnet_lite0", pretrained=False)
+    net.load_state_dict(imagenet_weights())
+    net.eval()
+    ours = EfficientNetLite0()
+    assert list(ours.state_dict()) == list(net.state_dict())  # same names, same order
+    ours.load_state_dict(net.state_dict())
+    ours.eval()
+    x = torch.randn(2, 3, size, size)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x), net(x), atol=1e-4, rtol=1e-4)
+
+
+def test_flat_layout_matches_the_network() -> None:
+    net = EfficientNetLite0()
     net.load_state_dict(imagenet_weights())
     net.eval()
     ours = create_model("efficientnet-lite0", 2, 224).eval()
     x = torch.randn(2, 3, 224, 224)
     with torch.no_grad():
-        assert torch.allclose(
-            ours[:-1](x), net.forward_head(net.forward_features(x), pre_logits=True), atol=1e-5
-        )
+        features = net.bn2(net.conv_head(net.blocks(net.bn1(net.conv_stem(x))))).mean((2, 3))
+        torch.testing.assert_close(ours[:-1](x), features, atol=1e-5, rtol=1e-5)
     assert ours.finetune_start(2) == len(ours) - 3 - 2

@@ -41,7 +41,8 @@ def test_bundle_round_trip_without_pickle(trained_binary: Path, cats_owls_tiny: 
     assert meta["architecture"] == "small-cnn" and meta["classes"] == ["cat", "owl"]
     assert meta["image_size"] == 48 and meta["mean"] == [0.485, 0.456, 0.406]
     assert meta["config"]["epochs"] == 3 and len(meta["history"]) == 3
-    assert {"torch", "torchvision", "timm"} <= set(meta["versions"])
+    assert {"torch", "torchvision", "numpy", "pillow"} <= set(meta["versions"])
+    assert meta["precision"] == "fp32"  # small-cnn's recipe
     assert meta["validation"]["n"] == 20 and meta["data"]["val_source"] == "val/"
     # The weights file is safetensors: an 8-byte header length, then a JSON header.
     raw = (trained_binary / "model.safetensors").read_bytes()

@@ -13,15 +13,16 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from photoclass import runtime
 from photoclass.bundle import Bundle, load_bundle
 from photoclass.config import TrainConfig
 from photoclass.evaluation import Evaluation, evaluate_split
 from photoclass.prediction import Prediction, predict_paths
-from photoclass.training import TrainResult
-from photoclass.training import train as _train
+
+if TYPE_CHECKING:
+    from photoclass.training import TrainResult
 
 runtime.tune_allocator()
 
@@ -44,6 +45,9 @@ def train(
     """Train on `data/train/<class>/` and write the model bundle to `out`.
 
     `options` override fields of `config` (e.g. `model="small-cnn", epochs=20`)."""
+    # Training needs torchvision (augmentation); prediction does not, and starts faster without.
+    from photoclass.training import train as _train
+
     config = dataclasses.replace(config or TrainConfig(), **options)
     return _train(Path(data), Path(out), config, resume=resume, overwrite=overwrite, progress=progress)
 

