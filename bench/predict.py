@@ -1,4 +1,4 @@
-"""Prediction speed: cold single-photo latency of the CLI, and batch throughput.
+"""Prediction speed: cold single-photo latency of the CLI, batch throughput, serve latency.
 
     python bench/predict.py --model MODEL      # an efficientnet-lite0 bundle from `photoclass train`
     python bench/predict.py                    # trains one first with the default recipe (~5 min)
@@ -11,10 +11,12 @@
    command imports, step by step, each median of 3.
 2. Batch throughput over the 500 validation photos of cats-owls, decoding included: through
    the CLI (`photoclass predict MODEL val/ --format json`, whole command) and through the API
-   (`photoclass.predict(bundle, [val/])` in one process with the model already loaded).
-   Target: >= 50 photos/s. Both again with OMP_WAIT_POLICY=PASSIVE, a setting proposed for
-   the CLI (not what users get today), interleaved with the default runs.
-3. `photoclass serve` request latency (p50/p95), once that command exists.
+   (`photoclass.predict(bundle, [val/])` in one process with the model already loaded), the
+   API again with OMP_WAIT_POLICY=PASSIVE (which the CLI sets for itself). Target: >= 50
+   photos/s.
+3. `photoclass serve MODEL`: time until it answers, then the latency of single-photo requests
+   (`POST /api/predict`, one at a time over one keep-alive connection, 50 validation photos of
+   both classes in turn, 2 rounds after 5 untimed ones): p50, p95, max.
 
 With no `--model`, the default recipe trains one into a temporary folder (cold decode cache).
 """
@@ -22,10 +24,13 @@ With no `--model`, the default recipe trains one into a temporary folder (cold d
 from __future__ import annotations
 
 import argparse
+import http.client
 import shlex
+import socket
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from _common import DATA, banner, machine, median, run, table
@@ -48,9 +53,9 @@ IMPORT_STEPS = [
     ("python -c pass", "pass"),
     ("+ typer, rich (the CLI shell)", "import typer, rich"),
     ("+ torch", "import typer, rich, torch"),
-    ("+ torchvision", "import typer, rich, torch, torchvision"),
-    ("+ timm (pulls torchvision, torch._dynamo)", "import typer, rich, torch, torchvision, timm"),
-    ("import photoclass.api (all of the above)", "import typer, photoclass.api"),
+    ("import photoclass.api (what predict imports)", "import typer, photoclass.api"),
+    ("  for comparison: + torchvision (training only)", "import typer, rich, torch, torchvision"),
+    ("  for comparison: + timm (not used at run time)", "import typer, rich, torch, torchvision, timm"),
 ]
 
 
@@ -145,14 +150,13 @@ def batch(model: Path, folder: Path, runs: int) -> None:
     cmd = [*CLI, "predict", str(model), str(folder), "--format", "json"]
     print("$", shlex.join(["photoclass", *cmd[len(CLI) :]]), "> /dev/null")
     api_cmd = [sys.executable, "-c", API_SNIPPET, str(model), str(folder), str(runs)]
-    # CLI runs interleaved, so load on a shared machine hits each variant alike. The PASSIVE rows are
-    # not what users get today: they show a setting the CLI could make (OpenMP's idle threads
-    # sleep instead of spinning, which frees the cores for the decoding and the busy thread).
+    # CLI runs interleaved, so load on a shared machine hits each variant alike. The CLI sets
+    # OMP_WAIT_POLICY=PASSIVE itself (OpenMP's idle threads sleep instead of spinning, which
+    # frees the cores for the decoding); the API leaves the environment to its caller.
     variants = {
         "CLI, whole command (startup + model load included)": (cmd, {}),
         "API, photoclass.predict(bundle, [folder])": (api_cmd, {}),
-        "CLI, with OMP_WAIT_POLICY=PASSIVE (proposed)": (cmd, PASSIVE),
-        "API, with OMP_WAIT_POLICY=PASSIVE (proposed)": (api_cmd, PASSIVE),
+        "API, with OMP_WAIT_POLICY=PASSIVE (as the CLI)": (api_cmd, PASSIVE),
     }
     seconds: dict[str, list[float]] = {name: [] for name in variants}
     for _ in range(runs):
@@ -172,13 +176,63 @@ def batch(model: Path, folder: Path, runs: int) -> None:
         )
 
 
-def serve() -> None:
-    banner("3. photoclass serve: request latency")
-    has_serve = subprocess.run([*CLI, "serve", "--help"], capture_output=True).returncode == 0
-    if has_serve:
-        print("`photoclass serve` exists but this benchmark does not measure it yet: p50/p95 not measured")
-    else:
-        print("`photoclass serve` does not exist yet: p50/p95 request latency not measured yet")
+def serve(model: Path, folder: Path, rounds: int = 2) -> None:
+    banner("3. photoclass serve: request latency, one photo per request")
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    cmd = [*CLI, "serve", str(model), "--port", str(port)]
+    print("$", shlex.join(["photoclass", *cmd[len(CLI) :]]))
+    photos = [p for cls in sorted(folder.iterdir()) for p in sorted(cls.iterdir())[:25]]
+    bodies = [p.read_bytes() for p in photos]
+    tick = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        conn = _connect(port, proc)
+        ready = time.perf_counter() - tick
+
+        def ask(body: bytes) -> float:
+            start = time.perf_counter()
+            conn.request("POST", "/api/predict", body=body)
+            response = conn.getresponse()
+            response.read()
+            if response.status != 200:
+                raise SystemExit(f"serve answered {response.status}")
+            return time.perf_counter() - start
+
+        for body in bodies[:5]:
+            ask(body)
+        times = sorted(ask(body) * 1000 for _ in range(rounds) for body in bodies)
+    finally:
+        proc.terminate()
+        proc.wait()
+    p50, p95 = times[len(times) // 2], times[int(0.95 * (len(times) - 1))]
+    print(
+        table(
+            ["measure", "value"],
+            [
+                ["start until the first answer, s", ready],
+                ["requests", len(times)],
+                ["p50 latency, ms", p50],
+                ["p95 latency, ms", p95],
+                ["max latency, ms", times[-1]],
+            ],
+        )
+    )
+
+
+def _connect(port: int, proc: subprocess.Popen) -> http.client.HTTPConnection:
+    """Wait until the server answers /api/info; its connection, kept alive."""
+    while True:
+        if proc.poll() is not None:
+            raise SystemExit(f"photoclass serve exited: {proc.stderr.read().decode()[-500:]}")
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+            conn.request("GET", "/api/info")
+            conn.getresponse().read()
+            return conn
+        except OSError:
+            time.sleep(0.05)
 
 
 def main() -> None:
@@ -206,7 +260,7 @@ def main() -> None:
         if args.profile or cold > COLD_TARGET_S:
             profile(model, photo)
         batch(model, DATA / "val", 1 if args.quick else 3)
-        serve()
+        serve(model, DATA / "val", 1 if args.quick else 2)
     print(f"\nafter: {machine()}")
 
 

@@ -228,6 +228,36 @@ def predict(
 
 
 @command()
+def serve(
+    model: ModelArg,
+    host: Annotated[str, typer.Option(help="Address to listen on (0.0.0.0 = every network).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port (0 = any free one).")] = 8000,
+) -> None:
+    """A web page to drop photos on, and a JSON API (POST a photo to /api/predict), until Ctrl-C.
+
+    Example: photoclass serve models/cats-owls --port 8000
+    """
+    from photoclass import api
+    from photoclass.serve import PredictServer
+
+    try:
+        server = PredictServer(api.load_model(model), host, port)
+    except OSError as e:
+        raise PhotoclassError(
+            f"cannot listen on {host}:{port} ({e.strerror}); choose another --port"
+        ) from None
+    server.warm_up()
+    render.note(
+        f"serving {model} at {server.url} (Ctrl-C stops it). Open it in a browser, or:\n"
+        f"  curl --data-binary @photo.jpg {server.url}/api/predict"
+    )
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        render.note("stopped")
+
+
+@command()
 def models() -> None:
     """List the model architectures and their training recipes.
 

@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from photoclass.bundle import Bundle
 from photoclass.data.cache import decode_all
 from photoclass.inference import logits_for, probabilities
@@ -38,6 +40,26 @@ def expand_inputs(paths: Sequence[Path]) -> tuple[list[Path], list[Prediction]]:
     return files, missing
 
 
+def predict_pixels(
+    bundle: Bundle, images: np.ndarray, *, top_k: int = 1, batch_size: int = 32, progress: bool = False
+) -> list[list[tuple[str, float]]]:
+    """The `top_k` (label, probability) pairs, most likely first, for each decoded photo."""
+    if not len(images):
+        return []
+    logits = logits_for(
+        bundle.model,
+        images,
+        bundle.normalize,
+        batch_size=batch_size,
+        precision=bundle.precision,
+        progress=progress,
+    )
+    k = max(1, min(top_k, len(bundle.classes)))
+    return [
+        [(bundle.classes[j], float(row[j])) for j in row.argsort()[::-1][:k]] for row in probabilities(logits)
+    ]
+
+
 def predict_paths(
     bundle: Bundle,
     paths: Sequence[Path],
@@ -49,19 +71,8 @@ def predict_paths(
     """Predict every photo under `paths`, in input order, unreadable ones included as errors."""
     files, results = expand_inputs(paths)
     decoded = decode_all(files, bundle.image_size, progress=progress, use_cache=False)
-    logits = logits_for(
-        bundle.model,
-        decoded.images,
-        bundle.normalize,
-        batch_size=batch_size,
-        precision=bundle.precision,
-        progress=progress,
-    )
-    probs = probabilities(logits) if len(decoded.ok) else []
-    k = max(1, min(top_k, len(bundle.classes)))
-    for i, row in zip(decoded.ok, probs, strict=True):
-        order = row.argsort()[::-1][:k]
-        top = [(bundle.classes[j], float(row[j])) for j in order]
+    tops = predict_pixels(bundle, decoded.images, top_k=top_k, batch_size=batch_size, progress=progress)
+    for i, top in zip(decoded.ok, tops, strict=True):
         results.append(Prediction(str(files[i]), top[0][0], top[0][1], top))
     results += [Prediction(s["path"], error=s["reason"]) for s in decoded.skipped]
     position = {str(p): n for n, p in enumerate(files)}

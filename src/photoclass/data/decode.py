@@ -4,6 +4,7 @@ Kept free of torch so decoding worker processes start fast."""
 
 from __future__ import annotations
 
+import io
 import warnings
 from pathlib import Path
 
@@ -35,13 +36,13 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
-def decode_image(path: Path, size: int) -> np.ndarray:
-    """`path` as a (size, size, 3) uint8 array: EXIF-rotated, RGB, resized (squashed, as
-    Keras' `target_size` does, so nothing at the edges is cropped away)."""
+def decode_image(source: Path | bytes, size: int) -> np.ndarray:
+    """A photo file (or its bytes) as a (size, size, 3) uint8 array: EXIF-rotated, RGB, resized
+    (squashed, as Keras' `target_size` does, so nothing at the edges is cropped away)."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
+            with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as img:
                 # JPEG only: let libjpeg scale down by 1/2..1/8 while decoding (several
                 # times faster for large photos); the result stays >= size on both sides.
                 img.draft("RGB", (size, size))
