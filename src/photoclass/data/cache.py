@@ -4,7 +4,9 @@ Decoding a Flickr-size JPEG costs more than a small CNN's forward pass, so a nai
 spends most of every epoch in libjpeg. Here every photo is decoded and resized once, in
 parallel, into a memory-mapped `.npy` file under the user's cache folder, keyed by the files'
 paths, sizes and modification times: the page cache keeps it in RAM when it fits, the disk
-holds it when it does not, and later runs (resume, evaluate, another seed) reuse it.
+holds it when it does not, and later runs (resume, evaluate, another seed) reuse it. The
+folder is kept under PHOTOCLASS_CACHE_GB gigabytes (default 20) by deleting the arrays used
+least recently.
 """
 
 from __future__ import annotations
@@ -30,6 +32,9 @@ class Decoded:
     images: np.ndarray  # (n_ok, size, size, 3) uint8, possibly memory-mapped
     ok: list[int]  # indexes into the requested paths
     skipped: list[dict[str, str]]  # {"path": ..., "reason": ...}
+
+
+DEFAULT_CACHE_GB = 20.0
 
 
 def cache_dir() -> Path:
@@ -63,6 +68,7 @@ def decode_all(
     array_path, meta_path = folder / f"{key}.npy", folder / f"{key}.json"
     if use_cache and array_path.exists() and meta_path.exists():
         meta = json.loads(meta_path.read_text())
+        os.utime(array_path)  # recently used: evicted last
         return Decoded(np.load(array_path, mmap_mode="r"), meta["ok"], meta["skipped"])
 
     images, ok, skipped = _decode_parallel(paths, size, workers, progress)
@@ -75,8 +81,29 @@ def decode_all(
         tmp_meta = meta_path.with_suffix(f".{os.getpid()}.part")
         tmp_meta.write_text(json.dumps({"ok": ok, "skipped": skipped}))
         os.replace(tmp_meta, meta_path)
+        evict(folder, keep=array_path)
         images = np.load(array_path, mmap_mode="r")
     return Decoded(images, ok, skipped)
+
+
+def evict(folder: Path, keep: Path, limit_gb: float | None = None) -> list[Path]:
+    """Delete the least recently used arrays (never `keep`) until the folder holds at most
+    `limit_gb` (PHOTOCLASS_CACHE_GB, default 20) gigabytes; return what was deleted."""
+    if limit_gb is None:
+        limit_gb = float(os.environ.get("PHOTOCLASS_CACHE_GB") or DEFAULT_CACHE_GB)
+    arrays = sorted(folder.glob("*.npy"), key=lambda p: p.stat().st_mtime_ns)
+    total = sum(p.stat().st_size for p in arrays)
+    deleted = []
+    for old in arrays:
+        if total <= limit_gb * 1e9:
+            break
+        if old == keep or ".part." in old.name:  # in use, or being written by another run
+            continue
+        total -= old.stat().st_size
+        old.unlink(missing_ok=True)
+        old.with_suffix(".json").unlink(missing_ok=True)
+        deleted.append(old)
+    return deleted
 
 
 def _decode_parallel(paths: list[Path], size: int, workers: int | None, progress: bool):
