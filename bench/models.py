@@ -41,11 +41,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("models", nargs="*", default=list(MODELS), choices=MODELS)
+    parser.add_argument("models", nargs="*", help=f"any of {', '.join(MODELS)} (default: all three)")
     parser.add_argument("--data", type=Path, default=DATA)
     args = parser.parse_args()
+    unknown = sorted(set(args.models) - set(MODELS))
+    if unknown:
+        parser.error(f"unknown model(s) {', '.join(unknown)}; choose from {', '.join(MODELS)}")
     with tempfile.TemporaryDirectory() as tmp:
-        results = [train(model, args.data, Path(tmp)) for model in args.models]
+        results = [train(model, args.data, Path(tmp)) for model in args.models or MODELS]
     print("\n| model | `photoclass train` wall | val accuracy (95% CI) | val loss | epochs | s/epoch |")
     print("|---|---|---|---|---|---|")
     for r in results:
