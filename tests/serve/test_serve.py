@@ -17,9 +17,7 @@ from photoclass.cli import app
 from photoclass.serve import PredictServer
 from photoclass.serve.app import MAX_BODY
 
-from ..helpers import CHROMIUM, CHROMIUM_FLAGS
-
-ARTIFACTS = Path(__file__).parents[1] / "reporting" / "artifacts"
+from ..helpers import ARTIFACTS, CHROMIUM, browser_page
 
 
 @pytest.fixture(scope="module")
@@ -134,27 +132,17 @@ def test_cli_refuses_a_busy_port_in_one_line(trained_binary: Path) -> None:
 def test_the_page_predicts_chosen_photos_in_a_browser(
     server, trained_binary: Path, cats_owls_tiny: Path
 ) -> None:
-    playwright = pytest.importorskip("playwright.sync_api", reason="pip install playwright (dev extra)")
     files = photos(cats_owls_tiny, 2)
     expected = {Path(p.path).name: p.label for p in photoclass.predict(trained_binary, files)}
     ARTIFACTS.mkdir(exist_ok=True)
-    with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
-        try:
-            page = browser.new_page(viewport={"width": 900, "height": 900})
-            errors: list[str] = []
-            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            page.goto(server.url, wait_until="load")
-            page.set_input_files("#files", [str(f) for f in files])
-            page.wait_for_function(f"document.querySelectorAll('li[data-label]').length === {len(files)}")
-            shown = page.eval_on_selector_all(
-                "li[data-label]", "all => all.map(li => [li.querySelector('img').alt, li.dataset.label])"
-            )
-            bars = page.eval_on_selector_all("li meter", "all => all.length")
-            page.screenshot(path=str(ARTIFACTS / "serve.png"), full_page=True)
-        finally:
-            browser.close()
+    with browser_page(server.url, 900, 900) as (page, errors):
+        page.set_input_files("#files", [str(f) for f in files])
+        page.wait_for_function(f"document.querySelectorAll('li[data-label]').length === {len(files)}")
+        shown = page.eval_on_selector_all(
+            "li[data-label]", "all => all.map(li => [li.querySelector('img').alt, li.dataset.label])"
+        )
+        bars = page.eval_on_selector_all("li meter", "all => all.length")
+        page.screenshot(path=str(ARTIFACTS / "serve.png"), full_page=True)
     assert errors == []
     assert dict(shown) == expected
     assert bars == 2 * len(files)  # both classes' probabilities under each photo
