@@ -107,6 +107,7 @@ def test_predict_fails_only_when_nothing_is_readable(trained_three: Path, tmp_pa
         (["train", "{data}", "--out", "{tmp}/m", "--model", "resnet"], "unknown model 'resnet'"),
         (["train", "{data}", "--out", "{tmp}/m", "--val-fraction", "2"], "val-fraction"),
         (["evaluate", "{tmp}", "{data}/val"], "is not a photoclass model"),
+        (["predict", "{tmp}/cats[owls]", "x.jpg"], "cats[owls] is not a photoclass model"),  # not markup
         (["train", "{data}", "--out", "{tmp}/m", "--config", "{tmp}/none.toml"], "config file"),
     ],
 )

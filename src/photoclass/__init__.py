@@ -18,6 +18,7 @@ __all__ = [
     "PhotoclassError",
     "collect",
     "evaluate",
+    "export",
     "load_model",
     "predict",
     "report",
@@ -25,7 +26,7 @@ __all__ = [
 ]
 __version__ = "0.1.0"
 
-_API = {"collect", "evaluate", "load_model", "predict", "report", "train"}
+_API = {"collect", "evaluate", "export", "load_model", "predict", "report", "train"}
 
 
 def __getattr__(name: str) -> Any:

@@ -22,6 +22,7 @@ from photoclass.evaluation import Evaluation, evaluate_split
 from photoclass.prediction import Prediction, predict_paths
 
 if TYPE_CHECKING:
+    from photoclass.exporting import ExportResult
     from photoclass.training import TrainResult
 
 runtime.tune_allocator()
@@ -84,6 +85,16 @@ def report(model: str | Path | Bundle, split: str | Path, out: str | Path, *, pr
     """
     evaluate(model, split, report_out=out, progress=progress)
     return Path(out)
+
+
+def export(
+    model: str | Path | Bundle, out: str | Path, check: Sequence[str | Path] = (), *, progress: bool = False
+) -> ExportResult:
+    """Write `model` as ONNX to `out`, checked against PyTorch on the photos in `check`
+    (files or folders); see `photoclass.export`. Needs `pip install 'photoclass[export]'`."""
+    from photoclass.exporting import export_onnx
+
+    return export_onnx(load_model(model), Path(out), [Path(p) for p in check], progress=progress)
 
 
 def predict(

@@ -228,6 +228,32 @@ def predict(
 
 
 @command()
+def export(
+    model: ModelArg,
+    out: Annotated[Path, typer.Option("--out", "-o", help="The .onnx file to write.")],
+    check: Annotated[
+        list[Path] | None,
+        typer.Option(
+            help="Photos or folders to compare ONNX with PyTorch on [random pixels].", show_default=False
+        ),
+    ] = None,
+) -> None:
+    """Write the model as ONNX (uint8 pixels in, probabilities out, classes in its metadata),
+    checked against PyTorch with onnxruntime.
+
+    Example: photoclass export models/cats-owls --out cats-owls.onnx --check data/cats-owls/val
+    """
+    from photoclass import api
+
+    result = api.export(model, out, check or [])
+    on = f"{result.checked} photos" if check else f"{result.checked} random images"
+    render.note(
+        f"wrote {result.path} ({result.size_bytes / 1e6:.1f} MB); onnxruntime vs PyTorch on {on}: "
+        f"largest probability difference {result.max_difference:.1e}, same label {result.same_labels}/{result.checked}"
+    )
+
+
+@command()
 def serve(
     model: ModelArg,
     host: Annotated[str, typer.Option(help="Address to listen on (0.0.0.0 = every network).")] = "127.0.0.1",

@@ -11,6 +11,7 @@ from dataclasses import asdict
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 out = Console()
@@ -24,12 +25,13 @@ class Format(enum.StrEnum):
 
 
 def error(message: str) -> None:
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    # Messages quote paths, class names and commands, whose brackets are not rich markup.
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
 
 
 def note(message: str, *, quiet: bool = False) -> None:
     if not quiet:
-        err.print(message, highlight=False, soft_wrap=True)
+        err.print(escape(message), highlight=False, soft_wrap=True)
 
 
 def verdict(metrics: dict[str, Any]) -> str:

@@ -1,0 +1,130 @@
+"""Export a model bundle to ONNX, for runtimes other than PyTorch, checked against PyTorch.
+
+    photoclass export models/cats-owls --out cats-owls.onnx --check data/cats-owls/val
+
+The ONNX graph takes what `photoclass.data.decode.decode_image` gives: uint8 pixels of shape
+(batch, image_size, image_size, 3), RGB, squashed to the model's size. It normalises them
+itself and outputs class probabilities (batch, classes), so a consumer needs only an image
+library. Class names, the input size and how to resize are in the file's metadata
+(`photoclass.classes` as JSON, `photoclass.image_size`, `photoclass.resize`). The graph is
+float32 whatever the model trained in.
+
+Needs the `export` extra (onnx, onnxscript, onnxruntime): `pip install 'photoclass[export]'`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from photoclass.bundle import Bundle, atomic_write
+from photoclass.data.cache import decode_all
+from photoclass.data.preprocess import Normalize
+from photoclass.errors import ConfigError, DatasetError
+
+TOLERANCE = 1e-4  # largest difference in any probability allowed between ONNX and PyTorch
+
+
+class PixelsToProbabilities(nn.Module):
+    """(N, H, W, 3) uint8 -> (N, classes) probabilities: preprocessing, network and softmax
+    in one graph."""
+
+    def __init__(self, model: nn.Module, normalize: Normalize) -> None:
+        super().__init__()
+        self.model = model
+        std = torch.tensor(normalize.std).view(1, 3, 1, 1)
+        self.register_buffer("scale", 1 / (255 * std))
+        self.register_buffer("shift", -torch.tensor(normalize.mean).view(1, 3, 1, 1) / std)
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        x = pixels.permute(0, 3, 1, 2).float() * self.scale + self.shift
+        return torch.softmax(self.model(x), dim=1)
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """Where the file went, and how closely it agrees with PyTorch on the checked photos."""
+
+    path: Path
+    size_bytes: int
+    checked: int  # photos run through both
+    max_difference: float  # largest |p_onnx - p_torch| over every photo and class
+    same_labels: int  # photos whose most probable class is the same in both
+
+
+def export_onnx(
+    bundle: Bundle, out: Path, check: Sequence[Path] = (), *, progress: bool = False
+) -> ExportResult:
+    """Write `bundle` as ONNX to `out`, then run it with onnxruntime on the photos in `check`
+    (or on random pixels when none is given) and compare with PyTorch; a difference over
+    `TOLERANCE` is an error and leaves no file behind."""
+    onnx, ort = _export_modules()
+    wrapper = PixelsToProbabilities(bundle.model, bundle.normalize).eval()
+    size = bundle.image_size
+    example = torch.zeros(2, size, size, 3, dtype=torch.uint8)
+    program = torch.onnx.export(
+        wrapper,
+        (example,),
+        dynamo=True,
+        input_names=["pixels"],
+        output_names=["probabilities"],
+        dynamic_shapes=({0: torch.export.Dim("batch")},),
+        external_data=False,
+        verbose=False,
+    )
+    proto = program.model_proto
+    meta = {
+        "photoclass.classes": json.dumps(bundle.classes),
+        "photoclass.image_size": str(size),
+        "photoclass.resize": bundle.meta.get("resize", "squash"),
+        "photoclass.architecture": bundle.meta["architecture"],
+    }
+    for key, value in meta.items():
+        proto.metadata_props.add(key=key, value=value)
+    pixels = _check_pixels(check, size, progress)
+    session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    got = session.run(None, {"pixels": pixels})[0]
+    with torch.inference_mode():
+        want = wrapper(torch.from_numpy(pixels)).numpy()
+    difference = float(np.abs(got - want).max())
+    if difference > TOLERANCE:
+        raise ConfigError(
+            f"the ONNX graph differs from PyTorch by {difference:.2g} (over {TOLERANCE:g}); "
+            "not written. Update torch/onnxruntime, or report it"
+        )
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(out, lambda tmp: onnx.save(proto, os.fspath(tmp)))
+    same = int((got.argmax(1) == want.argmax(1)).sum())
+    return ExportResult(out, out.stat().st_size, len(pixels), difference, same)
+
+
+def _export_modules():
+    try:
+        import onnx
+        import onnxruntime
+        import onnxscript  # noqa: F401  (torch's ONNX exporter needs it)
+    except ImportError as e:
+        raise ConfigError(
+            f"ONNX export needs {e.name}; install it with: pip install 'photoclass[export]'"
+        ) from None
+    return onnx, onnxruntime
+
+
+def _check_pixels(check: Sequence[Path], size: int, progress: bool) -> np.ndarray:
+    if not check:
+        return np.random.default_rng(0).integers(0, 256, (8, size, size, 3), dtype=np.uint8)
+    from photoclass.prediction import expand_inputs
+
+    files, _ = expand_inputs(check)
+    decoded = decode_all(files, size, progress=progress, use_cache=False)
+    if not len(decoded.ok):
+        raise DatasetError(f"no readable photo in {', '.join(map(str, check))} to check the export on")
+    return np.ascontiguousarray(decoded.images)
