@@ -84,8 +84,10 @@ def test_a_deleted_photo_is_fetched_again_and_more_per_class_adds_photos(
     collect(config_for(sim), tmp_path, sim.api_key, progress=False)
     assert sim.flickr.image_requests == requests + 1 and dataset_state(tmp_path) == before
 
+    placed = {p.relative_to(tmp_path) for p in tmp_path.glob("*/*/*.jpg")}
     bigger = collect(config_for(sim, per_class=45), tmp_path, sim.api_key, progress=False)
     assert {c: n.downloaded for c, n in bigger.classes.items()} == {"cat": 45, "owl": 45}
+    assert all((tmp_path / p).is_file() for p in placed)  # no photo changed split
     assert_clean_dataset(tmp_path)
 
 

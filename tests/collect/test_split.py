@@ -62,6 +62,22 @@ def test_an_owner_never_spans_two_splits_and_shares_stay_close() -> None:
     assert any(len({ungrouped[p.id] for p in photos if p.owner == o}) > 1 for o in by_owner)
 
 
+def test_photos_keep_their_split_when_more_are_added() -> None:
+    everything = members(100)
+    first = [p for p in everything if int(p.id) % 1000 < 50]
+    before = assign_splits(first, seed=0)
+    after = assign_splits(everything, seed=0, existing=before)
+    assert {i: after[i] for i in before} == before  # nothing moves
+    assert any(assign_splits(everything, seed=0)[i] != s for i, s in before.items())  # would have, unasked
+    owners: dict[str, set[str]] = {}
+    for p in everything:
+        owners.setdefault(p.owner, set()).add(after[p.id])
+    assert all(len(splits) == 1 for splits in owners.values())
+    shares = counts(everything, after)
+    for folder in ("cat", "owl"):
+        assert 65 <= shares["train", folder] <= 95 and shares["test", folder] <= 20
+
+
 def test_near_duplicates_share_a_split_even_across_owners() -> None:
     photos = members(owners=10_000)
     twin = Member("99999", "cat", "someone-else@N01", photos[0].phash[:-1] + "0")

@@ -272,6 +272,7 @@ def _split(run: _Run) -> dict[str, dict[str, int]]:
         seed=run.config.seed,
         group_by_owner=run.config.group_by_owner,
         group_distance=run.config.group_distance,
+        existing={r["id"]: r["split"] for r in kept if r["split"]},
     )
     place(run.out, members, assignment)
     run.manifest.set_splits(assignment)

@@ -6,7 +6,10 @@ not look like a finished one) and moved into their split at the end of a run. Th
 - deterministic: the same photos and seed give the same split, whatever the download order;
 - stratified: each class is divided in the asked proportions (or `test_per_class`);
 - grouped: near-duplicates, and by default all photos of one owner, land in one split, so a
-  test photo never has a twin or a sibling from the same photographer in train.
+  test photo never has a twin or a sibling from the same photographer in train;
+- stable: photos that already have a split keep it when a later run adds photos (a larger
+  `per_class`), so a test photo never moves into train; new photos fill what each split lacks,
+  and join their group's split.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import os
 import re
 import unicodedata
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -147,13 +150,17 @@ def assign_splits(
     seed: int = 0,
     group_by_owner: bool = True,
     group_distance: int = 10,
+    existing: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
     """Photo id -> "train" | "val" | "test".
 
-    Groups are placed whole, largest first (ties in an order fixed by the seed), each into the
-    split that still needs most of its photos per class; so targets are met exactly when
-    groups are small, and approximately when an owner has more photos than a split needs.
+    Photos in `existing` (id -> split, from an earlier run) stay where they are, and a group
+    holding some goes to the split most of them are in. The other groups are placed whole,
+    largest first (ties in an order fixed by the seed), each into the split that still needs
+    most of its photos per class; so targets are met exactly when groups are small, and
+    approximately when an owner has more photos than a split needs.
     """
+    existing = {i: s for i, s in (existing or {}).items() if s in SPLITS}
     groups = _groups(photos, group_by_owner, group_distance)
     ordered = sorted(
         groups,
@@ -163,6 +170,16 @@ def assign_splits(
     left = {s: Counter(targets[s]) for s in SPLITS}
     assignment: dict[str, str] = {}
     for group in ordered:
+        placed = Counter(existing[photos[i].id] for i in group if photos[i].id in existing)
+        if placed:
+            home = max(SPLITS, key=lambda s: (placed[s], -SPLITS.index(s)))
+            for i in group:
+                split = existing.get(photos[i].id, home)
+                assignment[photos[i].id] = split
+                left[split][photos[i].folder] -= 1
+    for group in ordered:
+        if photos[group[0]].id in assignment:
+            continue
         need = Counter(photos[i].folder for i in group)
 
         def score(split: str, need: Counter[str] = need) -> tuple[int, float, int]:
