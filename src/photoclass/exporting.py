@@ -38,14 +38,10 @@ class PixelsToProbabilities(nn.Module):
 
     def __init__(self, model: nn.Module, normalize: Normalize) -> None:
         super().__init__()
-        self.model = model
-        std = torch.tensor(normalize.std).view(1, 3, 1, 1)
-        self.register_buffer("scale", 1 / (255 * std))
-        self.register_buffer("shift", -torch.tensor(normalize.mean).view(1, 3, 1, 1) / std)
+        self.model, self.normalize = model, normalize
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        x = pixels.permute(0, 3, 1, 2).float() * self.scale + self.shift
-        return torch.softmax(self.model(x), dim=1)
+        return torch.softmax(self.model(self.normalize(pixels.permute(0, 3, 1, 2))), dim=1)
 
 
 @dataclass(frozen=True)

@@ -185,10 +185,9 @@ def train(
                 lr = lr_at(state.step, total_steps, cfg)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
-                x = normalize(x)
-                with torch.no_grad():
-                    x = frozen(x)
                 with torch.autocast("cpu", torch.bfloat16, enabled=cfg.precision == "bf16"):
+                    with torch.no_grad():
+                        x = frozen(normalize(x))
                     logits = trainable(x).float()
                 loss = F.cross_entropy(logits, y, weight=weights)
                 optimizer.zero_grad(set_to_none=True)

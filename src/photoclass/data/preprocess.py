@@ -20,14 +20,14 @@ class Normalize:
     def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
         self.mean, self.std = tuple(map(float, mean)), tuple(map(float, std))
         std_t = torch.tensor(self.std).view(1, 3, 1, 1)
-        self._scale = 1 / (255 * std_t)
-        self._shift = -torch.tensor(self.mean).view(1, 3, 1, 1) / std_t
+        # x * scale + shift, one fused op: (1, 3, 1, 1) tensors that broadcast over a batch.
+        self.scale = 1 / (255 * std_t)
+        self.shift = -torch.tensor(self.mean).view(1, 3, 1, 1) / std_t
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        # Reordering the uint8 batch costs a quarter of reordering the float one.
         x = x.contiguous(memory_format=torch.channels_last)
-        return torch.addcmul(self._shift, x.float(), self._scale).contiguous(
-            memory_format=torch.channels_last
-        )
+        return torch.addcmul(self.shift, x.float(), self.scale).contiguous(memory_format=torch.channels_last)
 
     def __repr__(self) -> str:
         return f"Normalize(mean={self.mean}, std={self.std})"
