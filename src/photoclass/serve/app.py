@@ -43,7 +43,7 @@ class PredictServer:
     def __init__(self, bundle: Bundle, host: str = "127.0.0.1", port: int = 8000) -> None:
         self.bundle = bundle
         self._lock = threading.Lock()
-        self._page = _render_page(bundle)
+        self.page = _render_page(bundle)  # rendered once: the model does not change
         self._httpd = ThreadingHTTPServer((host, port), _handler(self))
         self._httpd.daemon_threads = True
 
@@ -121,7 +121,7 @@ def _handler(server: PredictServer) -> type[BaseHTTPRequestHandler]:
         def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
             path = urlsplit(self.path).path
             if path in ("/", "/index.html"):
-                self._send(200, server._page, "text/html; charset=utf-8")
+                self._send(200, server.page, "text/html; charset=utf-8")
             elif path == "/api/info":
                 self._json(200, server.info())
             else:
