@@ -76,6 +76,7 @@ def worker(name: str, seconds: float) -> None:
     from photoclass import runtime
     from photoclass.config import TrainConfig
     from photoclass.data.preprocess import Normalize
+    from photoclass.inference import mixed_precision
     from photoclass.models import create_model, get_model_entry
     from photoclass.optim import create_optimizer
 
@@ -106,7 +107,7 @@ def worker(name: str, seconds: float) -> None:
             x = normalize(pixels[i % 4])
             with torch.no_grad():
                 x = frozen(x)
-            with torch.autocast("cpu", torch.bfloat16, enabled=cfg.precision == "bf16"):
+            with mixed_precision(cfg.precision):
                 logits = trainable(x).float()
             loss = F.cross_entropy(logits, labels)
             optimizer.zero_grad(set_to_none=True)

@@ -91,7 +91,7 @@ def export(
     model: str | Path | Bundle, out: str | Path, check: Sequence[str | Path] = (), *, progress: bool = False
 ) -> ExportResult:
     """Write `model` as ONNX to `out`, checked against PyTorch on the photos in `check`
-    (files or folders); see `photoclass.export`. Needs `pip install 'photoclass[export]'`."""
+    (files or folders); see `photoclass.exporting`. Needs `pip install 'photoclass[export]'`."""
     from photoclass.exporting import export_onnx
 
     return export_onnx(load_model(model), Path(out), [Path(p) for p in check], progress=progress)

@@ -28,6 +28,7 @@ from photoclass.bundle import Bundle, atomic_write
 from photoclass.data.cache import decode_all
 from photoclass.data.preprocess import Normalize
 from photoclass.errors import ConfigError, DatasetError
+from photoclass.prediction import expand_inputs
 
 TOLERANCE = 1e-4  # largest difference in any probability allowed between ONNX and PyTorch
 
@@ -117,8 +118,6 @@ def _export_modules():
 def _check_pixels(check: Sequence[Path], size: int, progress: bool) -> np.ndarray:
     if not check:
         return np.random.default_rng(0).integers(0, 256, (8, size, size, 3), dtype=np.uint8)
-    from photoclass.prediction import expand_inputs
-
     files, _ = expand_inputs(check)
     decoded = decode_all(files, size, progress=progress, use_cache=False)
     if not len(decoded.ok):

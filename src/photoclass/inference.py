@@ -10,6 +10,11 @@ from photoclass.data.preprocess import Normalize
 from photoclass.progress import progress_bar
 
 
+def mixed_precision(precision: str) -> torch.autocast:
+    """The autocast context for a model's `precision`: bfloat16 compute for "bf16", off for "fp32"."""
+    return torch.autocast("cpu", torch.bfloat16, enabled=precision == "bf16")
+
+
 @torch.inference_mode()
 def logits_for(
     model: nn.Module,
@@ -24,8 +29,7 @@ def logits_for(
     """Float32 logits for (N, H, W, 3) uint8 `images` (model in eval mode, channels-last),
     computed in `precision` ("fp32", or "bf16" mixed precision)."""
     out = []
-    bf16 = torch.autocast("cpu", torch.bfloat16, enabled=precision == "bf16")
-    with progress_bar(description, len(images), enabled=progress) as bar, bf16:
+    with progress_bar(description, len(images), enabled=progress) as bar, mixed_precision(precision):
         for start in range(0, len(images), batch_size):
             chunk = images[start : start + batch_size]
             out.append(model(normalize.batch(chunk)).float())

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import os
 import sys
 from pathlib import Path
@@ -87,6 +88,7 @@ def tune_allocator() -> None:
         pass  # not glibc (musl, macOS): nothing to tune
 
 
+@functools.cache  # the hardware does not change; prediction asks on every call
 def native_bf16() -> bool:
     """True where the CPU computes bfloat16 in hardware (AMX tiles or AVX512-BF16): there,
     mixed precision makes seed-cnn steps ~1.7x faster; elsewhere bf16 is emulated, and slower."""

@@ -30,7 +30,7 @@ from photoclass.data.cache import decode_all
 from photoclass.data.folder import Sample, scan_dataset, stratified_split
 from photoclass.data.preprocess import Normalize
 from photoclass.errors import ConfigError, DatasetError
-from photoclass.inference import logits_for, probabilities
+from photoclass.inference import logits_for, mixed_precision, probabilities
 from photoclass.metrics import compute_metrics
 from photoclass.models import create_model, get_model_entry
 from photoclass.optim import create_optimizer, lr_at
@@ -185,7 +185,7 @@ def train(
                 lr = lr_at(state.step, total_steps, cfg)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
-                with torch.autocast("cpu", torch.bfloat16, enabled=cfg.precision == "bf16"):
+                with mixed_precision(cfg.precision):
                     with torch.no_grad():
                         x = frozen(normalize(x))
                     logits = trainable(x).float()
