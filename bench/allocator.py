@@ -76,9 +76,9 @@ def worker(name: str, seconds: float) -> None:
     from photoclass import runtime
     from photoclass.config import TrainConfig
     from photoclass.data.preprocess import Normalize
-    from photoclass.inference import mixed_precision
     from photoclass.models import create_model, get_model_entry
-    from photoclass.optim import create_optimizer
+    from photoclass.prediction.inference import mixed_precision
+    from photoclass.training.optim import create_optimizer
 
     runtime.tune_allocator()  # as `import photoclass.api` does; a no-op for system and jemalloc
     arch, size, batch, what = WORKLOADS[name]

@@ -25,10 +25,10 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from photoclass.collect import collect
-from photoclass.collect.download import Job, download
-from photoclass.collect.flickr import FlickrClient, parse_photo, size_chain
-from photoclass.collect.split import INCOMING
+from photoclass.collecting import collect
+from photoclass.collecting.download import Job, download
+from photoclass.collecting.flickr import FlickrClient, parse_photo, size_chain
+from photoclass.collecting.split import INCOMING
 from photoclass.config import CollectConfig
 from photoclass.sim import Faults, SimServer
 

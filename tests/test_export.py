@@ -15,7 +15,7 @@ from photoclass import exporting
 from photoclass.cli import app
 from photoclass.data.cache import decode_all
 from photoclass.errors import ConfigError
-from photoclass.inference import logits_for, probabilities
+from photoclass.prediction.inference import logits_for, probabilities
 
 ort = pytest.importorskip("onnxruntime", reason="pip install 'photoclass[export]'")
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from photoclass.metrics import compute_metrics, roc_curve, wilson_interval
+from photoclass.evaluation.metrics import compute_metrics, roc_curve, wilson_interval
 
 
 def test_wilson_interval_matches_the_reference_example() -> None:

@@ -8,7 +8,7 @@ import torch
 
 from photoclass.config import TrainConfig
 from photoclass.models import get_model_entry
-from photoclass.optim import KerasRMSprop, create_optimizer, lr_at
+from photoclass.training.optim import KerasRMSprop, create_optimizer, lr_at
 
 
 def keras_rmsprop(w, grads, lr=1e-3, rho=0.9, eps=1e-7, decay=0.0):

@@ -18,10 +18,10 @@ from safetensors.torch import load_file
 
 import photoclass
 from photoclass.bundle import load_bundle
-from photoclass.checkpoint import NAME as CHECKPOINT
-from photoclass.checkpoint import load_checkpoint
 from photoclass.errors import BundleError, ConfigError
 from photoclass.runtime import native_bf16
+from photoclass.training.checkpoint import NAME as CHECKPOINT
+from photoclass.training.checkpoint import load_checkpoint
 
 from .helpers import TINY
 

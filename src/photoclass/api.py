@@ -18,12 +18,12 @@ from typing import TYPE_CHECKING, Any
 from photoclass import runtime
 from photoclass.bundle import Bundle, load_bundle
 from photoclass.config import TrainConfig
-from photoclass.evaluation import Evaluation, evaluate_split
-from photoclass.prediction import Prediction, predict_paths
+from photoclass.evaluation.evaluate import Evaluation, evaluate_split
+from photoclass.prediction.predict import Prediction, predict_paths
 
 if TYPE_CHECKING:
     from photoclass.exporting import ExportResult
-    from photoclass.training import TrainResult
+    from photoclass.training.loop import TrainResult
 
 runtime.tune_allocator()
 
@@ -47,7 +47,7 @@ def train(
 
     `options` override fields of `config` (e.g. `model="small-cnn", epochs=20`)."""
     # Training needs torchvision (augmentation); prediction does not, and starts faster without.
-    from photoclass.training import train as _train
+    from photoclass.training.loop import train as _train
 
     config = dataclasses.replace(config or TrainConfig(), **options)
     return _train(Path(data), Path(out), config, resume=resume, overwrite=overwrite, progress=progress)

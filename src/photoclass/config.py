@@ -217,7 +217,7 @@ def load(cls: type[T], path: Path | None, section: str, overrides: dict[str, Any
         except tomllib.TOMLDecodeError as e:
             raise ConfigError(f"config file {path} is not valid TOML ({e})") from None
         data = dict(raw.get(section, raw))
-        # A secret, read only by `photoclass.collect.flickr.find_api_key`: never part of a
+        # A secret, read only by `photoclass.collecting.flickr.find_api_key`: never part of a
         # config object, which may be printed or saved next to a dataset.
         data.pop("flickr_api_key", None)
     data.update({k: v for k, v in overrides.items() if v is not None})

@@ -28,7 +28,7 @@ from photoclass.bundle import Bundle, atomic_write
 from photoclass.data.cache import decode_all
 from photoclass.data.preprocess import Normalize
 from photoclass.errors import ConfigError, DatasetError
-from photoclass.prediction import expand_inputs
+from photoclass.prediction.predict import expand_inputs
 
 TOLERANCE = 1e-4  # largest difference in any probability allowed between ONNX and PyTorch
 

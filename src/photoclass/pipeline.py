@@ -17,11 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from photoclass.bundle import META
-from photoclass.checkpoint import NAME as CHECKPOINT
-from photoclass.collect import CollectSummary, collect
+from photoclass.collecting import CollectSummary, collect
 from photoclass.config import CollectConfig, TrainConfig
-from photoclass.evaluation import Evaluation
+from photoclass.evaluation.evaluate import Evaluation
 from photoclass.progress import log
+from photoclass.training.checkpoint import NAME as CHECKPOINT
 
 # The demo: two synthetic classes, small enough to finish in a couple of minutes on 2 cores,
 # big enough that the accuracy interval says something (60 test photos).

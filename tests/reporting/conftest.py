@@ -10,10 +10,10 @@ from typing import NamedTuple
 import pytest
 
 import photoclass
-from photoclass.collect.download import Checked
-from photoclass.collect.flickr import Photo
-from photoclass.collect.manifest import ATTRIBUTION, MANIFEST, Manifest, Outcome
-from photoclass.evaluation import Evaluation
+from photoclass.collecting.download import Checked
+from photoclass.collecting.flickr import Photo
+from photoclass.collecting.manifest import ATTRIBUTION, MANIFEST, Manifest, Outcome
+from photoclass.evaluation.evaluate import Evaluation
 
 LICENSES = {4: ("Attribution License", "https://creativecommons.org/licenses/by/2.0/"),
             5: ("Attribution-ShareAlike License", "https://creativecommons.org/licenses/by-sa/2.0/")}  # fmt: skip

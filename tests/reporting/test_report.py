@@ -14,9 +14,8 @@ from typer.testing import CliRunner
 import photoclass
 from photoclass.bundle import load_bundle
 from photoclass.cli import app
-from photoclass.collect.manifest import summarize
-from photoclass.metrics import compute_metrics
-from photoclass.render import verdict
+from photoclass.collecting.manifest import summarize
+from photoclass.evaluation.metrics import compute_metrics, headline
 from photoclass.reporting import write_report
 from photoclass.reporting.report import CAMS, MISTAKES, training_section
 
@@ -45,7 +44,7 @@ def confusion_in(page: str, classes: list[str]) -> list[list[int]]:
 def test_opens_with_the_verdict(binary_report: Built) -> None:
     metrics = binary_report.evaluation.metrics
     line = html.unescape(text_of(binary_report.html, "verdict"))
-    assert line == verdict(metrics)
+    assert line == headline(metrics)
     low, high = metrics["accuracy_ci95"]
     assert f"accuracy {metrics['accuracy']:.1%} (95% CI {low:.1%}-{high:.1%}) on 20 photos" in line
 

@@ -21,8 +21,8 @@ import numpy as np
 
 from photoclass.bundle import Bundle, atomic_write
 from photoclass.data.decode import decode_image
-from photoclass.evaluation import Evaluation
-from photoclass.render import verdict
+from photoclass.evaluation.evaluate import Evaluation
+from photoclass.evaluation.metrics import headline
 from photoclass.reporting import plots
 from photoclass.reporting.gradcam import grad_cam, overlay
 
@@ -63,7 +63,7 @@ def write_report(bundle: Bundle, evaluation: Evaluation, out: Path, *, data_dir:
     page = Template(resources.files(__package__).joinpath("template.html").read_text("utf-8"))
     html = page.substitute(
         title=escape(f"photoclass report: {meta['architecture']} on {Path(metrics['split']).name}"),
-        verdict=escape(verdict(metrics)),
+        verdict=escape(headline(metrics)),
         facts=_facts(meta, metrics),
         nav="".join(f'<a href="#{s.id}">{escape(s.title)}</a>' for s in shown),
         sections="\n".join(s.html() for s in shown),
@@ -298,7 +298,7 @@ def skipped_section(evaluated: Sequence[dict[str, str]], trained: Sequence[dict[
 def data_section(data_dir: Path, page_dir: Path) -> Section | None:
     """What `collect` found and kept (None for a folder it did not make); `page_dir` is where
     the report lives, so the link to the attribution file is relative to it."""
-    from photoclass.collect.manifest import summarize
+    from photoclass.collecting.manifest import summarize
 
     summary = summarize(data_dir)
     if summary is None:

@@ -26,7 +26,7 @@ from statistics import NormalDist
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from photoclass.collect.flickr import SIZES
+from photoclass.collecting.flickr import SIZES
 
 # ----------------------------------------------------------------------------------------------
 # Object kinds: a shape mask and a fill pattern

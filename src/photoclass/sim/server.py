@@ -3,7 +3,7 @@ the static photo host, on 127.0.0.1, over a synthetic corpus, with Flickr's quir
 injectable faults.
 
     >>> with SimServer(classes=("cat", "owl"), photos_per_class=300) as sim:  # doctest: +SKIP
-    ...     photoclass.collect.collect(config, out, sim.api_key)
+    ...     photoclass.collecting.collect(config, out, sim.api_key)
 
 Quirks reproduced: the JSON envelope (`stat: fail` with HTTP 200), JSONP unless
 `nojsoncallback=1`, `per_page` capped at 500, at most 4,000 results per query with later pages

@@ -86,3 +86,13 @@ def compute_metrics(labels: np.ndarray, probs: np.ndarray, classes: list[str]) -
         result["roc_auc"] = auc
         result["roc_curve"] = {"fpr": fpr.tolist(), "tpr": tpr.tolist()}
     return result
+
+
+def headline(metrics: dict[str, Any]) -> str:
+    """The one-line summary: accuracy, its 95% interval, on how many photos."""
+    low, high = metrics["accuracy_ci95"]
+    return (
+        f"accuracy {metrics['accuracy']:.1%} (95% CI {low:.1%}-{high:.1%}) on {metrics['n']} photos, "
+        f"loss {metrics['loss']:.3f}"
+        + (f", ROC AUC {metrics['roc_auc']:.3f}" if "roc_auc" in metrics else "")
+    )

@@ -23,9 +23,9 @@ from urllib.parse import urlsplit
 import httpx
 from PIL import Image
 
-from photoclass.collect.dedup import phash
-from photoclass.collect.flickr import USER_AGENT
-from photoclass.collect.retry import Backoff, parse_retry_after, retryable_status
+from photoclass.collecting.dedup import phash
+from photoclass.collecting.flickr import USER_AGENT
+from photoclass.collecting.retry import Backoff, parse_retry_after, retryable_status
 from photoclass.config import CollectConfig
 
 MAX_BYTES = 64 * 2**20  # no photo at a Flickr display size comes near this

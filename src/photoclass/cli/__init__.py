@@ -12,7 +12,8 @@ from typing import Annotated, Any
 
 import typer
 
-from photoclass import render, runtime
+from photoclass import runtime
+from photoclass.cli import render
 from photoclass.config import TrainConfig, load
 from photoclass.errors import PhotoclassError
 
@@ -264,7 +265,7 @@ def serve(
     Example: photoclass serve models/cats-owls --port 8000
     """
     from photoclass import api
-    from photoclass.serve import PredictServer
+    from photoclass.serving import PredictServer
 
     try:
         server = PredictServer(api.load_model(model), host, port)
@@ -295,7 +296,7 @@ def models() -> None:
 
 
 # ----------------------------------------------------------------------------------------------
-# collect, and the Flickr simulator (photoclass.collect, photoclass.sim)
+# collect, and the Flickr simulator (photoclass.collecting, photoclass.sim)
 
 _SEARCH, _POLITE = "Search", "Politeness"
 
@@ -339,8 +340,8 @@ def collect(
 
     Example: photoclass collect cat owl --out data/cats-owls --per-class 960
     """
-    from photoclass.collect import collect as collect_photos
-    from photoclass.collect.flickr import find_api_key
+    from photoclass.collecting import collect as collect_photos
+    from photoclass.collecting.flickr import find_api_key
     from photoclass.config import CollectConfig
 
     if query and not all("=" in q for q in query):
@@ -421,7 +422,7 @@ def run(
 
     Example: FLICKR_API_KEY=... photoclass run cat owl --out runs/cats-owls
     """
-    from photoclass.collect.flickr import find_api_key
+    from photoclass.collecting.flickr import find_api_key
     from photoclass.config import CollectConfig
     from photoclass.pipeline import run as run_pipeline
 

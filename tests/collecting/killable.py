@@ -17,8 +17,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from photoclass.collect import collect, split
-from photoclass.collect.manifest import Manifest
+from photoclass.collecting import collect, split
+from photoclass.collecting.manifest import Manifest
 from photoclass.config import CollectConfig
 
 

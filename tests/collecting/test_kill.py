@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from photoclass.collect import collect
+from photoclass.collecting import collect
 from photoclass.config import CollectConfig
 from photoclass.sim import Faults, SimServer
 

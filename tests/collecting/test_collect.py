@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from photoclass.cli import app
-from photoclass.collect import collect, summarize
+from photoclass.collecting import collect, summarize
 from photoclass.config import CollectConfig
 from photoclass.errors import ConfigError, FlickrError, PhotoclassError
 from photoclass.sim import Faults, SimServer

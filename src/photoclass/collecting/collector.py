@@ -13,12 +13,12 @@ from pathlib import Path
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from photoclass.collect.dedup import Deduper
-from photoclass.collect.download import Job, Result, download
-from photoclass.collect.flickr import KEY_HELP, FlickrClient, Photo, parse_photo, size_chain
-from photoclass.collect.manifest import ATTRIBUTION, MANIFEST, Manifest, Outcome
-from photoclass.collect.retry import Backoff
-from photoclass.collect.split import (
+from photoclass.collecting.dedup import Deduper
+from photoclass.collecting.download import Job, Result, download
+from photoclass.collecting.flickr import KEY_HELP, FlickrClient, Photo, parse_photo, size_chain
+from photoclass.collecting.manifest import ATTRIBUTION, MANIFEST, Manifest, Outcome
+from photoclass.collecting.retry import Backoff
+from photoclass.collecting.split import (
     SPLITS,
     Member,
     assign_splits,

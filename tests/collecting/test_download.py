@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from photoclass.collect import download as dl
-from photoclass.collect.download import HostPacer, Job, check_image, download, jpeg_size, write_atomic
+from photoclass.collecting import download as dl
+from photoclass.collecting.download import HostPacer, Job, check_image, download, jpeg_size, write_atomic
 from photoclass.config import CollectConfig
 from photoclass.sim import Faults, SimServer
 from photoclass.sim.corpus import render_jpeg

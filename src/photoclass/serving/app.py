@@ -28,7 +28,7 @@ import numpy as np
 
 from photoclass.bundle import Bundle
 from photoclass.data.decode import UnreadableImage, decode_image
-from photoclass.prediction import predict_pixels
+from photoclass.prediction.predict import predict_pixels
 
 MAX_BODY = 50 * 1024 * 1024  # bytes: a 100-megapixel JPEG is ~30 MB
 
@@ -105,7 +105,7 @@ class PredictServer:
 
 
 def _render_page(bundle: Bundle) -> bytes:
-    template = resources.files("photoclass.serve").joinpath("page.html").read_text(encoding="utf-8")
+    template = resources.files("photoclass.serving").joinpath("page.html").read_text(encoding="utf-8")
     classes = ", ".join(bundle.classes)
     return (
         template.replace("{{title}}", html.escape(f"photoclass: {classes}"))

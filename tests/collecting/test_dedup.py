@@ -6,7 +6,7 @@ import io
 
 from PIL import Image
 
-from photoclass.collect.dedup import Deduper, hamming, near_pairs, phash
+from photoclass.collecting.dedup import Deduper, hamming, near_pairs, phash
 from photoclass.sim.corpus import render_photo
 
 

@@ -14,6 +14,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from photoclass.evaluation.metrics import headline
+
 out = Console()
 err = Console(stderr=True)
 
@@ -34,21 +36,11 @@ def note(message: str, *, quiet: bool = False) -> None:
         err.print(escape(message), highlight=False, soft_wrap=True)
 
 
-def verdict(metrics: dict[str, Any]) -> str:
-    """The one-line summary: accuracy, its 95% interval, on how many photos."""
-    low, high = metrics["accuracy_ci95"]
-    return (
-        f"accuracy {metrics['accuracy']:.1%} (95% CI {low:.1%}-{high:.1%}) on {metrics['n']} photos, "
-        f"loss {metrics['loss']:.3f}"
-        + (f", ROC AUC {metrics['roc_auc']:.3f}" if "roc_auc" in metrics else "")
-    )
-
-
 def metrics(metrics: dict[str, Any], *, title: str, as_json: bool = False) -> None:
     if as_json:
         out.print_json(json.dumps(metrics))
         return
-    out.print(f"[bold]{title}[/]: {verdict(metrics)}", highlight=False)
+    out.print(f"[bold]{title}[/]: {headline(metrics)}", highlight=False)
     per_class = Table("class", "precision", "recall", "F1", "photos", title="per class")
     for name, row in metrics["per_class"].items():
         per_class.add_row(
@@ -118,6 +110,6 @@ def run_summary(summary: Any) -> None:
     rejected = sum(n.rejected + n.failed for n in c.classes.values())
     out.print(f"[bold green]photoclass finished in {summary.seconds:.0f} s[/]", highlight=False)
     out.print(f"  photos: {kept} collected, {rejected} rejected or failed ({c.data_dir})", highlight=False)
-    out.print(f"  test:   {verdict(summary.evaluation.metrics)}", highlight=False)
+    out.print(f"  test:   {headline(summary.evaluation.metrics)}", highlight=False)
     out.print(f"  model:  {summary.model}", highlight=False)
     out.print(f"  report: {summary.report}", highlight=False)

@@ -22,19 +22,19 @@ import torch.nn.functional as F
 from torch import nn
 
 from photoclass.bundle import META, WEIGHTS, save_bundle, state_tensors
-from photoclass.checkpoint import NAME as CHECKPOINT
-from photoclass.checkpoint import TrainState, load_checkpoint, save_checkpoint
 from photoclass.config import ResolvedTrainConfig, TrainConfig
 from photoclass.data.augment import CachedImages, create_augmentation, loader
 from photoclass.data.cache import decode_all
 from photoclass.data.folder import Sample, scan_dataset, stratified_split
 from photoclass.data.preprocess import Normalize
 from photoclass.errors import ConfigError, DatasetError
-from photoclass.inference import logits_for, mixed_precision, probabilities
-from photoclass.metrics import compute_metrics
+from photoclass.evaluation.metrics import compute_metrics
 from photoclass.models import create_model, get_model_entry
-from photoclass.optim import create_optimizer, lr_at
+from photoclass.prediction.inference import logits_for, mixed_precision, probabilities
 from photoclass.progress import log, progress_bar
+from photoclass.training.checkpoint import NAME as CHECKPOINT
+from photoclass.training.checkpoint import TrainState, load_checkpoint, save_checkpoint
+from photoclass.training.optim import create_optimizer, lr_at
 
 
 @dataclass

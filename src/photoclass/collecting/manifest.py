@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from photoclass.collect.download import Checked
-from photoclass.collect.flickr import Photo
+from photoclass.collecting.download import Checked
+from photoclass.collecting.flickr import Photo
 
 MANIFEST = "manifest.sqlite"
 ATTRIBUTION = "ATTRIBUTION.csv"

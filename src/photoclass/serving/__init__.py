@@ -1,5 +1,5 @@
 """`photoclass serve`: a local web page and JSON API that predict dropped photos."""
 
-from photoclass.serve.app import PredictServer
+from photoclass.serving.app import PredictServer
 
 __all__ = ["PredictServer"]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from photoclass.collect.split import Member, assign_splits, class_folder, class_folders, photo_path
+from photoclass.collecting.split import Member, assign_splits, class_folder, class_folders, photo_path
 from photoclass.errors import ConfigError
 
 

@@ -11,9 +11,9 @@ from urllib.parse import parse_qsl
 import httpx
 import pytest
 
-from photoclass.collect import flickr
-from photoclass.collect.flickr import FlickrClient, Pacer, find_api_key, parse_photo, size_chain
-from photoclass.collect.retry import Backoff, parse_retry_after
+from photoclass.collecting import flickr
+from photoclass.collecting.flickr import FlickrClient, Pacer, find_api_key, parse_photo, size_chain
+from photoclass.collecting.retry import Backoff, parse_retry_after
 from photoclass.errors import ConfigError, FlickrError, PhotoclassError
 from photoclass.sim import SimServer
 

@@ -23,7 +23,7 @@ from typing import Any
 
 import httpx
 
-from photoclass.collect.retry import RETRY_CODES, Backoff, parse_retry_after, retryable_status
+from photoclass.collecting.retry import RETRY_CODES, Backoff, parse_retry_after, retryable_status
 from photoclass.errors import ConfigError, FlickrError, PhotoclassError
 
 log = logging.getLogger(__name__)

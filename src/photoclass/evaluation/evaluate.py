@@ -14,8 +14,8 @@ from photoclass.bundle import Bundle
 from photoclass.data.cache import decode_all
 from photoclass.data.folder import scan_split
 from photoclass.errors import DatasetError
-from photoclass.inference import logits_for, probabilities
-from photoclass.metrics import compute_metrics
+from photoclass.evaluation.metrics import compute_metrics
+from photoclass.prediction.inference import logits_for, probabilities
 
 
 @dataclass

@@ -14,8 +14,8 @@ from typer.testing import CliRunner
 
 import photoclass
 from photoclass.cli import app
-from photoclass.serve import PredictServer
-from photoclass.serve.app import MAX_BODY
+from photoclass.serving import PredictServer
+from photoclass.serving.app import MAX_BODY
 
 from ..helpers import ARTIFACTS, CHROMIUM, browser_page
 

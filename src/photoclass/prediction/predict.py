@@ -11,7 +11,7 @@ import numpy as np
 
 from photoclass.bundle import Bundle
 from photoclass.data.cache import decode_all
-from photoclass.inference import logits_for, probabilities
+from photoclass.prediction.inference import logits_for, probabilities
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 

@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from photoclass.collect.dedup import near_pairs
+from photoclass.collecting.dedup import near_pairs
 from photoclass.errors import ConfigError
 
 SPLITS = ("train", "val", "test")

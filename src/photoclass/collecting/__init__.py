@@ -1,6 +1,6 @@
 """Collect labelled photos from Flickr: search, download, validate, de-duplicate, split.
 
-    >>> from photoclass.collect import collect
+    >>> from photoclass.collecting import collect
     >>> from photoclass.config import CollectConfig
     >>> collect(CollectConfig(classes=("cat", "owl")), Path("data/cats-owls"), key)  # doctest: +SKIP
 
@@ -9,7 +9,7 @@ write), `dedup` (sha256 and perceptual hashes), `manifest` (SQLite record, attri
 `split` (layout and the grouped, stratified split); `collector` wires them.
 """
 
-from photoclass.collect.collector import ClassCounts, CollectSummary, collect
-from photoclass.collect.manifest import summarize
+from photoclass.collecting.collector import ClassCounts, CollectSummary, collect
+from photoclass.collecting.manifest import summarize
 
 __all__ = ["ClassCounts", "CollectSummary", "collect", "summarize"]

@@ -1,0 +1,1 @@
+"""Evaluation on a labelled folder (`evaluate`) and the numbers it reports (`metrics`)."""

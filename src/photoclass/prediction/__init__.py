@@ -1,0 +1,1 @@
+"""Prediction on new photos (`predict`) over batched, gradient-free forward passes (`inference`)."""
