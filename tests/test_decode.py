@@ -123,10 +123,10 @@ def test_decode_all_skips_and_reports_bad_files(tmp_path: Path, monkeypatch: pyt
     red_left_blue_right().save(good)
     bad = tmp_path / "bad.jpg"
     bad.write_text("not a photo")
-    first = decode_all([bad, good, bad], 16, progress=False)
+    first = decode_all([bad, good, bad], 16)
     assert first.ok == [1] and first.images.shape == (1, 16, 16, 3)
     assert [s["reason"] for s in first.skipped] == ["not an image (unrecognised format)"] * 2
-    again = decode_all([bad, good, bad], 16, progress=False)  # served from the cache
+    again = decode_all([bad, good, bad], 16)  # served from the cache
     assert isinstance(again.images, np.memmap)
     assert np.array_equal(again.images, first.images) and again.skipped == first.skipped
 
@@ -139,18 +139,18 @@ def test_the_cache_drops_the_least_recently_used_arrays(
     red_left_blue_right().save(photo)
     sizes = (16, 24, 32)
     for size in sizes:
-        decode_all([photo], size, progress=False)
+        decode_all([photo], size)
     arrays = {
         size: next(p for p in cache_dir().glob("*.npy") if np.load(p).shape[1] == size) for size in sizes
     }
     for age, size in enumerate(sizes):  # 16 oldest, 32 newest
         os.utime(arrays[size], ns=(10**9 * (age + 1),) * 2)
-    decode_all([photo], 16, progress=False)  # a hit: 16 becomes the most recently used
+    decode_all([photo], 16)  # a hit: 16 becomes the most recently used
     one = arrays[24].stat().st_size
     assert evict(cache_dir(), keep=arrays[32], limit_gb=2.5 * one / 1e9) == [arrays[24]]
     assert not arrays[24].with_suffix(".json").exists()
     assert evict(cache_dir(), keep=arrays[32], limit_gb=0) == [arrays[16]]  # never the one in use
     assert sorted(cache_dir().glob("*.npy")) == [arrays[32]]
     monkeypatch.setenv("PHOTOCLASS_CACHE_GB", "0")  # every new array evicts all the others
-    decode_all([photo], 40, progress=False)
+    decode_all([photo], 40)
     assert [np.load(p).shape[1] for p in cache_dir().glob("*.npy")] == [40]

@@ -34,7 +34,7 @@ def test_onnx_gives_pytorchs_probabilities_for_real_photos(
     bundle = photoclass.load_model(trained_binary)
     photos = sorted((cats_owls_tiny / "val").rglob("*.jpg"))
     pixels = np.ascontiguousarray(
-        decode_all(photos, bundle.image_size, progress=False, use_cache=False).images
+        decode_all(photos, bundle.image_size, use_cache=False).images
     )
     session = ort.InferenceSession(str(exported.path), providers=["CPUExecutionProvider"])
     want = probabilities(logits_for(bundle.model, pixels, bundle.normalize, precision="fp32"))

@@ -20,6 +20,7 @@ from photoclass.bundle import Bundle, load_bundle
 from photoclass.config import TrainConfig
 from photoclass.evaluation.evaluate import Evaluation, evaluate_split
 from photoclass.prediction.predict import Prediction, predict_paths
+from photoclass.progress import Progress, as_progress
 
 if TYPE_CHECKING:
     from photoclass.exporting import ExportResult
@@ -40,7 +41,7 @@ def train(
     *,
     resume: bool = False,
     overwrite: bool = False,
-    progress: bool = True,
+    progress: bool | Progress = True,
     **options: Any,
 ) -> TrainResult:
     """Train on `data/train/<class>/` and write the model bundle to `out`.
@@ -50,7 +51,9 @@ def train(
     from photoclass.training.loop import train as _train
 
     config = dataclasses.replace(config or TrainConfig(), **options)
-    return _train(Path(data), Path(out), config, resume=resume, overwrite=overwrite, progress=progress)
+    return _train(
+        Path(data), Path(out), config, resume=resume, overwrite=overwrite, progress=as_progress(progress)
+    )
 
 
 def evaluate(
@@ -59,12 +62,12 @@ def evaluate(
     *,
     metrics_out: str | Path | None = None,
     report_out: str | Path | None = None,
-    progress: bool = True,
+    progress: bool | Progress = True,
 ) -> Evaluation:
     """Score `model` on a labelled folder `split/<class>/`; optionally write `metrics.json`
     and the HTML report (see `report`)."""
     bundle = load_model(model)
-    evaluation = evaluate_split(bundle, Path(split), progress=progress)
+    evaluation = evaluate_split(bundle, Path(split), progress=as_progress(progress))
     if metrics_out is not None:
         evaluation.save(Path(metrics_out))
     if report_out is not None:
@@ -76,7 +79,9 @@ def evaluate(
     return evaluation
 
 
-def report(model: str | Path | Bundle, split: str | Path, out: str | Path, *, progress: bool = True) -> Path:
+def report(
+    model: str | Path | Bundle, split: str | Path, out: str | Path, *, progress: bool | Progress = True
+) -> Path:
     """Evaluate `model` on `split/<class>/` and write one self-contained HTML page to `out`:
     training curves, confusion matrix, per-class scores, ROC (two classes), the most confident
     mistakes, Grad-CAM heat maps, unreadable files, and the data section for collected data.
@@ -88,13 +93,17 @@ def report(model: str | Path | Bundle, split: str | Path, out: str | Path, *, pr
 
 
 def export(
-    model: str | Path | Bundle, out: str | Path, check: Sequence[str | Path] = (), *, progress: bool = False
+    model: str | Path | Bundle,
+    out: str | Path,
+    check: Sequence[str | Path] = (),
+    *,
+    progress: bool | Progress = False,
 ) -> ExportResult:
     """Write `model` as ONNX to `out`, checked against PyTorch on the photos in `check`
     (files or folders); see `photoclass.exporting`. Needs `pip install 'photoclass[export]'`."""
     from photoclass.exporting import export_onnx
 
-    return export_onnx(load_model(model), Path(out), [Path(p) for p in check], progress=progress)
+    return export_onnx(load_model(model), Path(out), [Path(p) for p in check], progress=as_progress(progress))
 
 
 def predict(
@@ -102,7 +111,9 @@ def predict(
     paths: Sequence[str | Path],
     *,
     top_k: int = 1,
-    progress: bool = False,
+    progress: bool | Progress = False,
 ) -> list[Prediction]:
     """Label every photo under `paths` (files or folders); unreadable photos get an `error`."""
-    return predict_paths(load_model(model), [Path(p) for p in paths], top_k=top_k, progress=progress)
+    return predict_paths(
+        load_model(model), [Path(p) for p in paths], top_k=top_k, progress=as_progress(progress)
+    )

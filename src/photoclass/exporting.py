@@ -29,6 +29,7 @@ from photoclass.data.cache import decode_all
 from photoclass.data.preprocess import Normalize
 from photoclass.errors import ConfigError, DatasetError
 from photoclass.prediction.predict import expand_inputs
+from photoclass.progress import NO_PROGRESS, Progress
 
 TOLERANCE = 1e-4  # largest difference in any probability allowed between ONNX and PyTorch
 
@@ -57,7 +58,7 @@ class ExportResult:
 
 
 def export_onnx(
-    bundle: Bundle, out: Path, check: Sequence[Path] = (), *, progress: bool = False
+    bundle: Bundle, out: Path, check: Sequence[Path] = (), *, progress: Progress = NO_PROGRESS
 ) -> ExportResult:
     """Write `bundle` as ONNX to `out`, then run it with onnxruntime on the photos in `check`
     (or on random pixels when none is given) and compare with PyTorch; a difference over
@@ -115,7 +116,7 @@ def _export_modules():
     return onnx, onnxruntime
 
 
-def _check_pixels(check: Sequence[Path], size: int, progress: bool) -> np.ndarray:
+def _check_pixels(check: Sequence[Path], size: int, progress: Progress) -> np.ndarray:
     if not check:
         return np.random.default_rng(0).integers(0, 256, (8, size, size, 3), dtype=np.uint8)
     files, _ = expand_inputs(check)

@@ -12,6 +12,7 @@ and runs the very same code against it, offline.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,8 +21,10 @@ from photoclass.bundle import META
 from photoclass.collecting import CollectSummary, collect
 from photoclass.config import CollectConfig, TrainConfig
 from photoclass.evaluation.evaluate import Evaluation
-from photoclass.progress import log
+from photoclass.progress import NO_PROGRESS, Progress
 from photoclass.training.checkpoint import NAME as CHECKPOINT
+
+log = logging.getLogger(__name__)
 
 # The demo: two synthetic classes, small enough to finish in a couple of minutes on 2 cores,
 # big enough that the accuracy interval says something (60 test photos).
@@ -48,7 +51,7 @@ def run(
     api_key: str,
     train_config: TrainConfig | None = None,
     *,
-    progress: bool = True,
+    progress: Progress = NO_PROGRESS,
 ) -> RunSummary:
     """Collect photos for `collect_config.classes`, train, evaluate on the test split, report.
 
@@ -59,12 +62,12 @@ def run(
     started = time.perf_counter()
     out = Path(out)
     data, model = out / "data", out / "model"
-    log(f"[bold]1/4 collect[/] {', '.join(collect_config.classes)} -> {data}", enabled=progress)
-    collected = collect(collect_config, data, api_key, progress=progress)
-    log(f"[bold]2/4 train[/] -> {model}", enabled=progress)
+    log.info("1/4 collect %s -> %s", ", ".join(collect_config.classes), data)
+    collected = collect(collect_config, data, api_key, progress=progress is not NO_PROGRESS)
+    log.info("2/4 train -> %s", model)
     if not (model / META).exists() or (model / CHECKPOINT).exists():
         api.train(data, model, train_config, resume=(model / CHECKPOINT).exists(), progress=progress)
-    log("[bold]3/4 evaluate[/] on the test split, [bold]4/4 report[/]", enabled=progress)
+    log.info("3/4 evaluate on the test split, 4/4 report")
     evaluation = api.evaluate(
         model,
         data / "test",
@@ -75,12 +78,12 @@ def run(
     return RunSummary(out, collected, model, evaluation, out / "report.html", time.perf_counter() - started)
 
 
-def demo(out: Path, *, progress: bool = True) -> RunSummary:
+def demo(out: Path, *, progress: Progress = NO_PROGRESS) -> RunSummary:
     """The whole pipeline, offline: a local Flickr simulator serves synthetic photos of
     procedurally drawn objects, and `run` collects, trains, evaluates and reports on them."""
     from photoclass.sim import SimServer
 
     with SimServer(classes=DEMO_CLASSES, photos_per_class=DEMO_COLLECT.per_class * 2, seed=0) as sim:
-        log(f"Flickr simulator on {sim.base_url} (synthetic photos, no network)", enabled=progress)
+        log.info("Flickr simulator on %s (synthetic photos, no network)", sim.base_url)
         config = dataclasses.replace(DEMO_COLLECT, api_url=sim.api_url)
         return run(Path(out), config, sim.api_key, DEMO_TRAIN, progress=progress)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -16,6 +17,7 @@ from photoclass import runtime
 from photoclass.cli import render
 from photoclass.config import TrainConfig, load
 from photoclass.errors import PhotoclassError
+from photoclass.progress import RichProgress
 
 app = typer.Typer(
     help="Collect labelled photos, train an image classifier, evaluate it honestly, predict.",
@@ -433,9 +435,9 @@ def run(
 
         with SimServer(tuple(collect_cfg.classes), 2 * collect_cfg.per_class) as sim:
             cfg = dataclasses.replace(collect_cfg, api_url=sim.api_url)
-            summary = run_pipeline(out, cfg, sim.api_key, train_cfg)
+            summary = run_pipeline(out, cfg, sim.api_key, train_cfg, progress=RichProgress())
     else:
-        summary = run_pipeline(out, collect_cfg, find_api_key(config), train_cfg)
+        summary = run_pipeline(out, collect_cfg, find_api_key(config), train_cfg, progress=RichProgress())
     render.run_summary(summary)
 
 
@@ -452,12 +454,21 @@ def demo(
     """
     from photoclass.pipeline import demo as run_demo
 
-    render.run_summary(run_demo(out))
+    render.run_summary(run_demo(out, progress=RichProgress()))
+
+
+@app.callback()
+def _options(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Also show debugging messages.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only show warnings and errors.")] = False,
+) -> None:
+    render.configure_logging(logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO)
 
 
 def main() -> None:
     runtime.reexec_with_jemalloc()
-    app()
+    # The jemalloc re-exec runs `python -m photoclass`; the usage line names the command.
+    app(prog_name="photoclass")
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import enum
 import json
+import logging
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict
@@ -29,6 +30,25 @@ class Format(enum.StrEnum):
 def error(message: str) -> None:
     # Messages quote paths, class names and commands, whose brackets are not rich markup.
     err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+
+
+class _LogHandler(logging.Handler):
+    """The library's log records as lines on stderr: warnings marked, information plain."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = escape(record.getMessage())
+        if record.levelno >= logging.WARNING:
+            message = f"[yellow]warning:[/] {message}"
+        err.print(message, highlight=False, soft_wrap=True)
+
+
+def configure_logging(level: int) -> None:
+    """Show the `photoclass` logger's records at `level` and above (once per process)."""
+    logger = logging.getLogger("photoclass")
+    logger.setLevel(level)
+    if not any(isinstance(h, _LogHandler) for h in logger.handlers):
+        logger.addHandler(_LogHandler())
+    logger.propagate = False
 
 
 def note(message: str, *, quiet: bool = False) -> None:

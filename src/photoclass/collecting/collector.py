@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -31,7 +32,9 @@ from photoclass.collecting.split import (
 )
 from photoclass.config import CollectConfig
 from photoclass.errors import ConfigError
-from photoclass.progress import console
+
+# Transitional: the collector still draws its own bars (to move onto photoclass.progress).
+console = Console(stderr=True)
 
 SORTS = ("relevance", "date-posted-desc", "date-posted-asc", "interestingness-desc", "interestingness-asc")
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from photoclass.data.decode import try_decode
-from photoclass.progress import progress_bar
+from photoclass.progress import NO_PROGRESS, Progress
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,7 @@ def decode_all(
     size: int,
     *,
     workers: int | None = None,
-    progress: bool = True,
+    progress: Progress = NO_PROGRESS,
     use_cache: bool = True,
 ) -> Decoded:
     """Decode `paths` to (size, size, 3) uint8, from the cache when it is there."""
@@ -106,7 +106,7 @@ def evict(folder: Path, keep: Path, limit_gb: float | None = None) -> list[Path]
     return deleted
 
 
-def _decode_parallel(paths: list[Path], size: int, workers: int | None, progress: bool):
+def _decode_parallel(paths: list[Path], size: int, workers: int | None, progress: Progress):
     out = np.empty((len(paths), size, size, 3), dtype=np.uint8)
     ok: list[int] = []
     skipped: list[dict[str, str]] = []
@@ -114,7 +114,7 @@ def _decode_parallel(paths: list[Path], size: int, workers: int | None, progress
     workers = workers if workers is not None else min(os.cpu_count() or 1, 8)
 
     def collect(results) -> None:
-        with progress_bar(f"decoding {len(paths)} photos", len(paths), enabled=progress) as bar:
+        with progress.task(f"decoding {len(paths)} photos", len(paths)) as bar:
             for i, (pixels, reason) in enumerate(results):
                 if pixels is None:
                     skipped.append({"path": str(paths[i]), "reason": reason})

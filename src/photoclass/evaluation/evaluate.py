@@ -16,6 +16,7 @@ from photoclass.data.folder import scan_split
 from photoclass.errors import DatasetError
 from photoclass.evaluation.metrics import compute_metrics
 from photoclass.prediction.inference import logits_for, probabilities
+from photoclass.progress import NO_PROGRESS, Progress
 
 
 @dataclass
@@ -49,7 +50,7 @@ class Evaluation:
         return path
 
 
-def evaluate_split(bundle: Bundle, split_dir: Path, *, progress: bool = True) -> Evaluation:
+def evaluate_split(bundle: Bundle, split_dir: Path, *, progress: Progress = NO_PROGRESS) -> Evaluation:
     """Run `bundle` over every photo in `split_dir/<class>/` and score it."""
     samples = scan_split(Path(split_dir), bundle.classes)
     decoded = decode_all([s.path for s in samples], bundle.image_size, progress=progress)

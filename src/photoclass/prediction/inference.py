@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from photoclass.data.preprocess import Normalize
-from photoclass.progress import progress_bar
+from photoclass.progress import NO_PROGRESS, Progress
 
 
 def mixed_precision(precision: str) -> torch.autocast:
@@ -23,13 +23,13 @@ def logits_for(
     *,
     batch_size: int = 32,  # faster than 64 on 2 cores: the batch stays in cache
     precision: str = "fp32",
-    progress: bool = False,
+    progress: Progress = NO_PROGRESS,
     description: str = "predicting",
 ) -> torch.Tensor:
     """Float32 logits for (N, H, W, 3) uint8 `images` (model in eval mode, channels-last),
     computed in `precision` ("fp32", or "bf16" mixed precision)."""
     out = []
-    with progress_bar(description, len(images), enabled=progress) as bar, mixed_precision(precision):
+    with progress.task(description, len(images)) as bar, mixed_precision(precision):
         for start in range(0, len(images), batch_size):
             chunk = images[start : start + batch_size]
             out.append(model(normalize.batch(chunk)).float())

@@ -12,6 +12,7 @@ import numpy as np
 from photoclass.bundle import Bundle
 from photoclass.data.cache import decode_all
 from photoclass.prediction.inference import logits_for, probabilities
+from photoclass.progress import NO_PROGRESS, Progress
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 
@@ -41,7 +42,12 @@ def expand_inputs(paths: Sequence[Path]) -> tuple[list[Path], list[Prediction]]:
 
 
 def predict_pixels(
-    bundle: Bundle, images: np.ndarray, *, top_k: int = 1, batch_size: int = 32, progress: bool = False
+    bundle: Bundle,
+    images: np.ndarray,
+    *,
+    top_k: int = 1,
+    batch_size: int = 32,
+    progress: Progress = NO_PROGRESS,
 ) -> list[list[tuple[str, float]]]:
     """The `top_k` (label, probability) pairs, most likely first, for each decoded photo."""
     if not len(images):
@@ -66,7 +72,7 @@ def predict_paths(
     *,
     top_k: int = 1,
     batch_size: int = 32,
-    progress: bool = False,
+    progress: Progress = NO_PROGRESS,
 ) -> list[Prediction]:
     """Predict every photo under `paths`, in input order, unreadable ones included as errors."""
     files, results = expand_inputs(paths)

@@ -10,6 +10,7 @@ early on validation loss, keep the best weights, checkpoint every epoch, write t
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 import time
 from dataclasses import dataclass
@@ -28,13 +29,15 @@ from photoclass.data.cache import decode_all
 from photoclass.data.folder import Sample, scan_dataset, stratified_split
 from photoclass.data.preprocess import Normalize
 from photoclass.errors import ConfigError, DatasetError
-from photoclass.evaluation.metrics import compute_metrics
+from photoclass.evaluation.metrics import compute_metrics, headline
 from photoclass.models import create_model, get_model_entry
 from photoclass.prediction.inference import logits_for, mixed_precision, probabilities
-from photoclass.progress import log, progress_bar
+from photoclass.progress import NO_PROGRESS, Progress
 from photoclass.training.checkpoint import NAME as CHECKPOINT
 from photoclass.training.checkpoint import TrainState, load_checkpoint, save_checkpoint
 from photoclass.training.optim import create_optimizer, lr_at
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -65,7 +68,7 @@ def train(
     *,
     resume: bool = False,
     overwrite: bool = False,
-    progress: bool = True,
+    progress: Progress = NO_PROGRESS,
 ) -> TrainResult:
     """Train a classifier on `data/train/<class>/` and write the bundle to `out`.
 
@@ -88,10 +91,12 @@ def train(
     _check_usable(train_split, val_split, classes, dataset.root)
     if decoded.skipped:
         first = decoded.skipped[0]
-        log(
-            f"[yellow]warning:[/] skipped {len(decoded.skipped)} unreadable file(s), e.g. "
-            f"{first['path']} ({first['reason']}); all listed in {out / META}",
-            enabled=progress,
+        log.warning(
+            "skipped %d unreadable file(s), e.g. %s (%s); all listed in %s",
+            len(decoded.skipped),
+            first["path"],
+            first["reason"],
+            out / META,
         )
 
     # -- model and state (fresh, or from the last checkpoint) ------------------------------
@@ -109,7 +114,7 @@ def train(
             )
         state, best, optimizer_state, best_logits = ckpt.state, ckpt.best, ckpt.optimizer, ckpt.best_logits
         model.load_state_dict(ckpt.model)
-        log(f"resuming {out} after {len(state.history)} finished epoch(s)", enabled=progress)
+        log.info("resuming %s after %d finished epoch(s)", out, len(state.history))
     if not cfg.probe_epochs and state.phase == "probe":
         state.phase = "train"
     weights = _class_weights(train_split.labels, len(classes)) if cfg.balance else None
@@ -156,7 +161,7 @@ def train(
             record({"phase": "probe", "epoch": epoch + 1, **row}, state_tensors(model), logits)
         state.phase, state.epoch, state.bad_epochs = "train", 0, 0
         model.load_state_dict(best)
-        log(_epoch_line(state.history[state.best_epoch or 0], "probe (best)"), enabled=progress)
+        log.info(_epoch_line(state.history[state.best_epoch or 0], "probe (best)"))
         checkpoint(None)
 
     # -- phase 2: train (from scratch) or fine-tune the last blocks, with augmentation -----
@@ -180,7 +185,7 @@ def train(
             trainable.apply(lambda m: m.eval() if isinstance(m, nn.modules.batchnorm._BatchNorm) else None)
         tick, seen, loss_sum, hits = time.perf_counter(), 0, 0.0, 0
         title = f"epoch {state.epoch + 1}/{cfg.epochs}"
-        with progress_bar(title, len(train_set), enabled=progress) as bar:
+        with progress.task(title, len(train_set)) as bar:
             for x, y in batches:
                 lr = lr_at(state.step, total_steps, cfg)
                 for group in optimizer.param_groups:
@@ -212,7 +217,7 @@ def train(
         }
         state.stopped_early = record(row, state_tensors(model), logits) and state.epoch + 1 < cfg.epochs
         state.epoch += 1
-        log(_epoch_line(row, title), enabled=progress)
+        log.info(_epoch_line(row, title))
         checkpoint(optimizer)
 
     # -- the bundle: best weights + everything needed to use and judge them ----------------
@@ -249,12 +254,7 @@ def train(
     }
     save_bundle(out, model, meta)
     (out / CHECKPOINT).unlink(missing_ok=True)
-    log(
-        f"[green]done:[/] validation accuracy {validation['accuracy']:.1%} "
-        f"(95% CI {validation['accuracy_ci95'][0]:.1%}-{validation['accuracy_ci95'][1]:.1%}, "
-        f"{validation['n']} photos); model in {out}",
-        enabled=progress,
-    )
+    log.info("done: validation %s; model in %s", headline(validation), out)
     return TrainResult(out, meta)
 
 
