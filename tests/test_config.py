@@ -42,7 +42,7 @@ def test_bad_config_files_are_one_line_errors(tmp_path: Path, text: str, message
 def test_invalid_values_and_unknown_models_are_rejected() -> None:
     with pytest.raises(ConfigError, match="unknown model 'resnet'; choose one of: efficientnet-lite0"):
         get_model_entry("resnet")
-    with pytest.raises(ConfigError, match="val-fraction"):
+    with pytest.raises(ConfigError, match=r"`val_fraction` must be in \(0, 1\)"):
         TrainConfig(val_fraction=1.5).resolve(get_model_entry("small-cnn").recipe)
 
 

@@ -17,12 +17,13 @@ from typing import TYPE_CHECKING, Any
 
 from photoclass import runtime
 from photoclass.bundle import Bundle, load_bundle
-from photoclass.config import TrainConfig
+from photoclass.config import CollectConfig, TrainConfig
 from photoclass.evaluation.evaluate import Evaluation, evaluate_split
 from photoclass.prediction.predict import Prediction, predict_paths
-from photoclass.progress import Progress, as_progress
+from photoclass.progress import NO_PROGRESS, Progress, as_progress
 
 if TYPE_CHECKING:
+    from photoclass.collecting import CollectSummary
     from photoclass.exporting import ExportResult
     from photoclass.training.loop import TrainResult
 
@@ -32,6 +33,30 @@ runtime.tune_allocator()
 def load_model(model: str | Path | Bundle) -> Bundle:
     """Load a bundle folder written by `train` (no pickle: safetensors + JSON)."""
     return model if isinstance(model, Bundle) else load_bundle(Path(model))
+
+
+def collect(
+    classes: Sequence[str],
+    out: str | Path,
+    config: CollectConfig | None = None,
+    *,
+    api_key: str | None = None,
+    progress: bool | Progress = True,
+    **options: Any,
+) -> CollectSummary:
+    """Search Flickr for each of `classes` and download, check, de-duplicate and split the photos
+    into `out/{train,val,test}/<class>/` (+ `manifest.sqlite`, `ATTRIBUTION.csv`). Rerunning
+    the same call resumes. `api_key` defaults to $FLICKR_API_KEY or the user config file;
+    `options` override fields of `config` (e.g. `per_class=200, license="CC BY 2.0"`).
+
+    photoclass.collect(["cat", "owl"], "data/cats-owls", per_class=200)
+    """
+    from photoclass.collecting import collect as _collect
+    from photoclass.collecting.flickr import find_api_key
+
+    config = dataclasses.replace(config or CollectConfig(), classes=tuple(classes), **options)
+    key = api_key if api_key is not None else find_api_key()
+    return _collect(config, Path(out), key, progress=as_progress(progress) is not NO_PROGRESS)
 
 
 def train(

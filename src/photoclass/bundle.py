@@ -90,8 +90,7 @@ def read_meta(folder: Path) -> dict[str, Any]:
     path = Path(folder) / META
     if not path.is_file():
         raise BundleError(
-            f"{folder} is not a photoclass model (no {META}); pass the folder given to "
-            "`photoclass train --out`"
+            f"{folder} is not a photoclass model (no {META}); pass the folder a training run wrote"
         )
     try:
         meta = json.loads(path.read_text(encoding="utf-8"))

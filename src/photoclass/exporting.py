@@ -27,7 +27,7 @@ from torch import nn
 from photoclass.bundle import Bundle, atomic_write
 from photoclass.data.cache import decode_all
 from photoclass.data.preprocess import Normalize
-from photoclass.errors import ConfigError, DatasetError
+from photoclass.errors import DatasetError, DependencyError, ExportError
 from photoclass.prediction.predict import expand_inputs
 from photoclass.progress import NO_PROGRESS, Progress
 
@@ -93,7 +93,7 @@ def export_onnx(
         want = wrapper(torch.from_numpy(pixels)).numpy()
     difference = float(np.abs(got - want).max())
     if difference > TOLERANCE:
-        raise ConfigError(
+        raise ExportError(
             f"the ONNX graph differs from PyTorch by {difference:.2g} (over {TOLERANCE:g}); "
             "not written. Update torch/onnxruntime, or report it"
         )
@@ -110,8 +110,8 @@ def _export_modules():
         import onnxruntime
         import onnxscript  # noqa: F401  (torch's ONNX exporter needs it)
     except ImportError as e:
-        raise ConfigError(
-            f"ONNX export needs {e.name}; install it with: pip install 'photoclass[export]'"
+        raise DependencyError(
+            f"ONNX export needs {e.name}; install it with: pip install 'photoclass[export]'", extra="export"
         ) from None
     return onnx, onnxruntime
 

@@ -103,7 +103,7 @@ def test_a_class_flickr_runs_out_of_is_reported_short(
 def test_queries_tags_and_licenses_shape_the_search(
     sim: SimServer, config_for: Config, tmp_path: Path
 ) -> None:
-    config = config_for(sim, queries={"owl": "owl -nature"}, license="CC BY 2.0,9,All Rights Reserved")
+    config = config_for(sim, query={"owl": "owl -nature"}, license="CC BY 2.0,9,All Rights Reserved")
     collect(config, tmp_path, sim.api_key, progress=False)
     kept = rows(tmp_path, "SELECT id, license FROM photos WHERE status = 'ok'")
     assert {lic for _, lic in kept} <= {0, 4, 9}

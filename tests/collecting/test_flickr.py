@@ -140,7 +140,7 @@ def test_pacer_spaces_calls_and_keeps_the_hourly_budget() -> None:
 def test_size_chain_prefers_the_asked_size_then_the_nearest() -> None:
     assert size_chain("c") == ("c", "z", "l", "m")
     assert size_chain("z")[0] == "z" and "t" not in size_chain("z")
-    with pytest.raises(PhotoclassError, match="unknown size"):
+    with pytest.raises(ConfigError, match="unknown `size`"):
         size_chain("xl")
 
 

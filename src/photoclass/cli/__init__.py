@@ -15,7 +15,8 @@ import typer
 
 from photoclass import runtime
 from photoclass.cli import render
-from photoclass.config import TrainConfig, load
+from photoclass.cli.options import config_options, translate
+from photoclass.config import CollectConfig, TrainConfig, load
 from photoclass.errors import PhotoclassError
 from photoclass.progress import RichProgress
 
@@ -36,7 +37,7 @@ def command(name: str | None = None, **kwargs: Any) -> Callable:
             try:
                 return fn(*args, **kw)
             except PhotoclassError as e:
-                render.error(str(e))
+                render.error(translate(str(e)))
                 raise typer.Exit(1) from None
             except KeyboardInterrupt:
                 render.error("interrupted; rerun the same command (train: add --resume) to continue")
@@ -51,93 +52,14 @@ def command(name: str | None = None, **kwargs: Any) -> Callable:
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="TOML file with any option below.")]
 ModelArg = Annotated[Path, typer.Argument(help="Model folder written by `photoclass train --out`.")]
 SplitArg = Annotated[Path, typer.Argument(help="Labelled folder SPLIT/<class>/*.jpg, e.g. DATA/test.")]
-_DATA, _MODEL, _OPT, _AUG = "Data", "Model", "Optimiser", "Augmentation"
 
 
 @command()
+@config_options(TrainConfig)
 def train(
     data: Annotated[Path, typer.Argument(help="Dataset folder: DATA/train/<class>/*.jpg (+ val/, test/).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the model bundle.")],
-    model: Annotated[
-        str | None,
-        typer.Option(
-            help="seed-cnn | small-cnn | efficientnet-lite0 (see `photoclass models`).",
-            rich_help_panel=_MODEL,
-        ),
-    ] = None,
-    image_size: Annotated[
-        int | None,
-        typer.Option(help="Input side in pixels [model default].", rich_help_panel=_MODEL),
-    ] = None,
-    epochs: Annotated[
-        int | None,
-        typer.Option(help="Training (fine-tuning) epochs [model default].", rich_help_panel=_OPT),
-    ] = None,
-    batch_size: Annotated[
-        int | None, typer.Option(help="Photos per step [model default].", rich_help_panel=_OPT)
-    ] = None,
-    lr: Annotated[
-        float | None, typer.Option(help="Learning rate [model default].", rich_help_panel=_OPT)
-    ] = None,
-    optimizer: Annotated[
-        str | None,
-        typer.Option(help="rmsprop | adamw | sgd [model default].", rich_help_panel=_OPT),
-    ] = None,
-    precision: Annotated[
-        str | None,
-        typer.Option(
-            help="fp32 | bf16 (mixed precision) | auto (bf16 where the CPU has it) [model default].",
-            rich_help_panel=_OPT,
-        ),
-    ] = None,
-    patience: Annotated[
-        int | None,
-        typer.Option(help="Early stopping: epochs without a better validation loss.", rich_help_panel=_OPT),
-    ] = None,
-    probe_epochs: Annotated[
-        int | None,
-        typer.Option(help="Pretrained models: head-only epochs on cached features.", rich_help_panel=_OPT),
-    ] = None,
-    unfreeze: Annotated[
-        int | None,
-        typer.Option(help="Pretrained models: backbone blocks to fine-tune.", rich_help_panel=_OPT),
-    ] = None,
-    balance: Annotated[
-        bool | None,
-        typer.Option(
-            "--balance/--no-balance",
-            help="Weight the loss by inverse class frequency.",
-            rich_help_panel=_OPT,
-        ),
-    ] = None,
-    hflip: Annotated[
-        float | None, typer.Option(help="Horizontal-flip probability.", rich_help_panel=_AUG)
-    ] = None,
-    zoom: Annotated[
-        float | None, typer.Option(help="Zoom range (0.2 = 80%..120%).", rich_help_panel=_AUG)
-    ] = None,
-    shear: Annotated[float | None, typer.Option(help="Shear in degrees.", rich_help_panel=_AUG)] = None,
-    crop_scale: Annotated[
-        float | None,
-        typer.Option(help="Random-resized-crop: smallest area kept (1 = off).", rich_help_panel=_AUG),
-    ] = None,
-    rotate: Annotated[
-        float | None, typer.Option(help="Rotation range in degrees.", rich_help_panel=_AUG)
-    ] = None,
-    color_jitter: Annotated[
-        float | None,
-        typer.Option(help="Brightness/contrast/saturation jitter.", rich_help_panel=_AUG),
-    ] = None,
-    seed: Annotated[
-        int | None, typer.Option(help="Random seed: same seed, same model.", rich_help_panel=_DATA)
-    ] = None,
-    val_fraction: Annotated[
-        float | None,
-        typer.Option(help="Held-out share of train/ when there is no val/.", rich_help_panel=_DATA),
-    ] = None,
-    workers: Annotated[
-        int | None, typer.Option(help="Augmentation worker processes.", rich_help_panel=_DATA)
-    ] = None,
+    options: dict[str, Any],
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue an interrupted run from its last checkpoint.")
     ] = False,
@@ -148,10 +70,9 @@ def train(
 
     Example: photoclass train data/cats-owls --out models/cats-owls
     """
-    options = {k: v for k, v in locals().items() if k not in ("data", "out", "resume", "overwrite", "config")}
-    cfg = load(TrainConfig, config, "train", options)
     from photoclass import api
 
+    cfg = load(TrainConfig, config, "train", options)
     result = api.train(data, out, cfg, resume=resume, overwrite=overwrite)
     render.metrics(result.metrics, title=f"validation ({result.meta['data']['val_source']})")
 
@@ -300,40 +221,13 @@ def models() -> None:
 # ----------------------------------------------------------------------------------------------
 # collect, and the Flickr simulator (photoclass.collecting, photoclass.sim)
 
-_SEARCH, _POLITE = "Search", "Politeness"
-
 
 @command()
+@config_options(CollectConfig)
 def collect(
     classes: Annotated[list[str], typer.Argument(help="Class names; each is also the search text and tag.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Dataset folder to create or complete.")],
-    per_class: Annotated[int | None, typer.Option(help="Photos to keep per class (960).")] = None,
-    query: Annotated[
-        list[str] | None,
-        typer.Option(help="CLASS=TEXT: search text for one class (repeatable).", rich_help_panel=_SEARCH),
-    ] = None,
-    tags: Annotated[
-        str | None,
-        typer.Option(help='Required tags, comma list (the class); "" for none.', rich_help_panel=_SEARCH),
-    ] = None,
-    license: Annotated[
-        str | None,
-        typer.Option(help='License ids or names: "4,5,9", "CC BY 2.0" (all).', rich_help_panel=_SEARCH),
-    ] = None,
-    size: Annotated[
-        str | None,
-        typer.Option(help="c (800 px), z (640), l (1024), m (500) ... (c).", rich_help_panel=_SEARCH),
-    ] = None,
-    split: Annotated[str | None, typer.Option(help="train,val,test shares (0.8,0.1,0.1).")] = None,
-    test_per_class: Annotated[int | None, typer.Option(help="This many test photos per class.")] = None,
-    seed: Annotated[int | None, typer.Option(help="Split seed: same photos and seed, same split.")] = None,
-    concurrency: Annotated[
-        int | None, typer.Option(help="Simultaneous downloads (32).", rich_help_panel=_POLITE)
-    ] = None,
-    rate: Annotated[
-        float | None, typer.Option(help="Image requests per second per host (500).", rich_help_panel=_POLITE)
-    ] = None,
-    api_url: Annotated[str | None, typer.Option(help="Flickr REST endpoint (a `photoclass sim`).")] = None,
+    options: dict[str, Any],
     config: ConfigOpt = None,
 ) -> None:
     """Search Flickr for each class; download, check, de-duplicate and split the photos into
@@ -344,25 +238,8 @@ def collect(
     """
     from photoclass.collecting import collect as collect_photos
     from photoclass.collecting.flickr import find_api_key
-    from photoclass.config import CollectConfig
 
-    if query and not all("=" in q for q in query):
-        raise PhotoclassError("--query takes CLASS=TEXT, e.g. --query owl='owl bird'")
-    overrides = {
-        "classes": list(classes),
-        "queries": dict(q.split("=", 1) for q in query) if query else None,
-        "split": [float(x) for x in split.split(",")] if split else None,
-        "per_class": per_class,
-        "tags": tags,
-        "license": license,
-        "size": size,
-        "test_per_class": test_per_class,
-        "seed": seed,
-        "concurrency": concurrency,
-        "rate": rate,
-        "api_url": api_url,
-    }
-    cfg = load(CollectConfig, config, "collect", overrides)
+    cfg = load(CollectConfig, config, "collect", {**options, "classes": list(classes)})
     collect_photos(cfg, out, find_api_key(config))
 
 
@@ -400,18 +277,15 @@ def sim_serve(
 
 
 @command()
+@config_options(CollectConfig, only=("per_class",), into="collect_options")
+@config_options(TrainConfig, only=("model", "epochs"), into="train_options")
 def run(
     classes: Annotated[list[str], typer.Argument(help="Class names to collect and learn, e.g. cat owl.")],
     out: Annotated[
         Path, typer.Option("--out", "-o", help="Folder for data/, model/, metrics.json, report.html.")
     ],
-    per_class: Annotated[
-        int | None, typer.Option(help="Photos to collect per class (960, as the tutorial).")
-    ] = None,
-    model: Annotated[
-        str | None, typer.Option(help="Model to train (efficientnet-lite0; seed-cnn = the tutorial's).")
-    ] = None,
-    epochs: Annotated[int | None, typer.Option(help="Training epochs [model default].")] = None,
+    collect_options: dict[str, Any],
+    train_options: dict[str, Any],
     simulator: Annotated[
         bool, typer.Option("--simulator", help="Use a local Flickr simulator: no key, no network.")
     ] = False,
@@ -425,11 +299,10 @@ def run(
     Example: FLICKR_API_KEY=... photoclass run cat owl --out runs/cats-owls
     """
     from photoclass.collecting.flickr import find_api_key
-    from photoclass.config import CollectConfig
     from photoclass.pipeline import run as run_pipeline
 
-    collect_cfg = load(CollectConfig, config, "collect", {"classes": list(classes), "per_class": per_class})
-    train_cfg = load(TrainConfig, config, "train", {"model": model, "epochs": epochs})
+    collect_cfg = load(CollectConfig, config, "collect", {**collect_options, "classes": list(classes)})
+    train_cfg = load(TrainConfig, config, "train", train_options)
     if simulator:
         from photoclass.sim import SimServer
 

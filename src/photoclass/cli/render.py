@@ -111,7 +111,7 @@ def predictions(rows: Sequence[Any], fmt: Format) -> None:
 def models(entries: Sequence[Any]) -> None:
     table = Table("model", "what it is", "size", "epochs", "batch", "optimiser")
     for e in entries:
-        r = e.recipe
+        r = e.defaults()
         table.add_row(
             e.name,
             e.summary,

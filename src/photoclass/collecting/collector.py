@@ -30,13 +30,11 @@ from photoclass.collecting.split import (
     place,
     remove_partials,
 )
-from photoclass.config import CollectConfig
+from photoclass.config import CollectConfig, validate
 from photoclass.errors import ConfigError
 
 # Transitional: the collector still draws its own bars (to move onto photoclass.progress).
 console = Console(stderr=True)
-
-SORTS = ("relevance", "date-posted-desc", "date-posted-asc", "interestingness-desc", "interestingness-asc")
 
 
 @dataclass
@@ -80,28 +78,20 @@ class CollectSummary:
 
 
 def _check(config: CollectConfig, api_key: str) -> dict[str, str]:
-    """Class name -> folder, after refusing settings that cannot work."""
+    """Class name -> folder, after refusing settings that cannot work (each option's own
+    bounds are checked by `validate`; here, what depends on several)."""
     if not api_key.strip():
         raise ConfigError(f"no Flickr API key; {KEY_HELP}")
     if not config.classes:
-        raise ConfigError("no classes given; example: photoclass collect cat owl --out data/cats-owls")
-    problems = [
-        (config.per_class >= 1, "per-class must be >= 1"),
-        (len(config.split) == 3 and min(config.split) >= 0, "split needs three shares >= 0"),
-        (abs(sum(config.split) - 1) < 1e-6 and config.split[0] > 0, "split shares must add up to 1"),
-        (config.test_per_class is None or config.test_per_class >= 0, "test-per-class must be >= 0"),
-        (config.concurrency >= 1 and config.rate > 0, "concurrency must be >= 1 and rate > 0"),
-        (config.api_rate > 0 and config.api_budget >= 1, "api-rate must be > 0, api-budget >= 1"),
-        (config.tag_mode in ("all", "any"), "tag-mode must be all or any"),
-        (config.sort in SORTS, f"sort must be one of {', '.join(SORTS)}"),
-    ]
-    for ok, message in problems:
-        if not ok:
-            raise ConfigError(f"invalid collect option: {message}")
+        raise ConfigError("no classes given; name at least one, e.g. `classes=('cat', 'owl')`")
+    validate(config)
+    split = config.split
+    if len(split) != 3 or min(split) < 0 or abs(sum(split) - 1) > 1e-6 or split[0] <= 0:
+        raise ConfigError(f"`split` needs three shares >= 0 adding up to 1, train's above 0 (got {split})")
     size_chain(config.size)  # raises for an unknown size
-    unknown = sorted(set(config.queries) - set(config.classes))
+    unknown = sorted(set(config.query) - set(config.classes))
     if unknown:
-        raise ConfigError(f"--query given for {', '.join(unknown)}, which is not among the classes")
+        raise ConfigError(f"`query` given for {', '.join(unknown)}, which is not among the classes")
     return class_folders(config.classes)
 
 
@@ -131,7 +121,7 @@ def search_params(name: str, config: CollectConfig, licenses: str | None) -> dic
     tags = name if config.tags is None else config.tags
     extras = ["license", "owner_name", "date_upload", *(f"url_{s}" for s in size_chain(config.size))]
     return {
-        "text": config.queries.get(name, name),
+        "text": config.query.get(name, name),
         "tags": tags or None,
         "tag_mode": config.tag_mode if tags else None,
         "sort": config.sort,

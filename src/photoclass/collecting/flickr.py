@@ -14,7 +14,6 @@ import json
 import logging
 import os
 import time
-import tomllib
 from collections import deque
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from typing import Any
 import httpx
 
 from photoclass.collecting.retry import RETRY_CODES, Backoff, parse_retry_after, retryable_status
+from photoclass.config import read_toml
 from photoclass.errors import ConfigError, FlickrError, PhotoclassError
 
 log = logging.getLogger(__name__)
@@ -39,7 +39,7 @@ USER_AGENT = "photoclass/0.1 (+https://github.com/photoclass/photoclass)"
 
 
 def find_api_key(config_file: Path | None = None) -> str:
-    """The Flickr API key: `flickr_api_key` in the --config file, else $FLICKR_API_KEY, else
+    """The Flickr API key: `flickr_api_key` in `config_file`, else $FLICKR_API_KEY, else
     `flickr_api_key` in ~/.config/photoclass/config.toml (top level or under [collect])."""
     user_config = (
         Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "photoclass/config.toml"
@@ -48,10 +48,7 @@ def find_api_key(config_file: Path | None = None) -> str:
         if source == "env":
             key = os.environ.get("FLICKR_API_KEY", "")
         elif source is not None and Path(source).is_file():
-            try:
-                raw = tomllib.loads(Path(source).read_text(encoding="utf-8"))
-            except tomllib.TOMLDecodeError as e:
-                raise ConfigError(f"config file {source} is not valid TOML ({e})") from None
+            raw = read_toml(Path(source))
             key = str(raw.get("flickr_api_key") or raw.get("collect", {}).get("flickr_api_key") or "")
         else:
             continue
@@ -67,7 +64,7 @@ def size_chain(size: str) -> tuple[str, ...]:
     March 2012 (no url_c) without falling back to thumbnails.
     """
     if size not in SIZES:
-        raise PhotoclassError(f"unknown size '{size}'; choose one of {', '.join(SIZES)}")
+        raise ConfigError(f"unknown `size` {size!r}; choose one of {', '.join(SIZES)}")
     want = SIZES[size]
     near = [s for s in SIZES if s != size and want / 2 <= SIZES[s] <= want * 2]
     return (size, *sorted(near, key=lambda s: (abs(SIZES[s] - want), -SIZES[s])))
@@ -229,8 +226,7 @@ class FlickrClient:
             return _Retry(f"HTTP {response.status_code}", retry_after)
         if response.status_code != 200:
             raise PhotoclassError(
-                f"Flickr API at {self.api_url} answered HTTP {response.status_code}; "
-                "check the api_url setting"
+                f"Flickr API at {self.api_url} answered HTTP {response.status_code}; check `api_url`"
             )
         try:
             payload = _decode(response.text)

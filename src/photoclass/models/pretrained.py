@@ -20,12 +20,12 @@ import re
 import torch
 from torch import nn
 
-from photoclass.config import Recipe
+from photoclass.config import recipe
 from photoclass.models.efficientnet_lite import EfficientNetLite0
 from photoclass.models.heads import classifier
 from photoclass.models.registry import ModelCfg, register_model
 
-RECIPE = Recipe(
+RECIPE = recipe(
     image_size=224,
     batch_size=32,
     epochs=2,

@@ -3,12 +3,13 @@ kebab-case name, with the recipe (training defaults) and preprocessing that go w
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from torch import nn
 
-from photoclass.config import Recipe
+from photoclass.config import TrainConfig
 from photoclass.errors import ConfigError
 
 
@@ -25,15 +26,19 @@ class ModelCfg:
 class ModelEntry:
     name: str
     build: Callable[..., nn.Module]  # build(num_classes, image_size, pretrained) -> nn.Module
-    recipe: Recipe
+    recipe: Mapping[str, Any]  # values for TrainConfig's recipe options (`photoclass.config.recipe`)
     cfg: ModelCfg
     summary: str
+
+    def defaults(self) -> TrainConfig:
+        """Every training option this model trains with when the user sets none."""
+        return TrainConfig(model=self.name).resolve(self.recipe)
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
 
 
-def register_model(name: str, recipe: Recipe, cfg: ModelCfg, summary: str):
+def register_model(name: str, recipe: Mapping[str, Any], cfg: ModelCfg, summary: str):
     """Decorator: file a builder under `name`."""
 
     def wrap(build: Callable[..., nn.Module]) -> Callable[..., nn.Module]:

@@ -18,12 +18,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from photoclass.config import Recipe
+from photoclass.config import recipe
 from photoclass.models.heads import classifier
 from photoclass.models.registry import ModelCfg, register_model
 
 # The tutorial's values: the one place they are written down.
-REFERENCE = Recipe(
+REFERENCE = recipe(
     image_size=300,
     batch_size=5,
     epochs=5,

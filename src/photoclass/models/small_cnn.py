@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from torch import nn
 
-from photoclass.config import Recipe
+from photoclass.config import recipe
 from photoclass.models.heads import classifier
 from photoclass.models.registry import ModelCfg, register_model
 
-RECIPE = Recipe(
+RECIPE = recipe(
     image_size=128,  # 300 px buys nothing here and costs 5x the compute
     batch_size=32,
     epochs=30,

@@ -23,12 +23,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from photoclass.bundle import META, WEIGHTS, save_bundle, state_tensors
-from photoclass.config import ResolvedTrainConfig, TrainConfig
+from photoclass.config import TrainConfig
 from photoclass.data.augment import CachedImages, create_augmentation, loader
 from photoclass.data.cache import decode_all
 from photoclass.data.folder import Sample, scan_dataset, stratified_split
 from photoclass.data.preprocess import Normalize
-from photoclass.errors import ConfigError, DatasetError
+from photoclass.errors import ConfigError, DatasetError, OutputExistsError
 from photoclass.evaluation.metrics import compute_metrics, headline
 from photoclass.models import create_model, get_model_entry
 from photoclass.prediction.inference import logits_for, mixed_precision, probabilities
@@ -110,7 +110,7 @@ def train(
         if ckpt.run != run_id:
             raise ConfigError(
                 f"the checkpoint in {out} was made with other options or data; rerun with the "
-                "same options, or drop --resume (and pass --overwrite) to start over"
+                "same options, or start over with `overwrite=True` and without `resume`"
             )
         state, best, optimizer_state, best_logits = ckpt.state, ckpt.best, ckpt.optimizer, ckpt.best_logits
         model.load_state_dict(ckpt.model)
@@ -268,17 +268,23 @@ def _check_out(out: Path, resume: bool, overwrite: bool) -> None:
             (out / name).unlink(missing_ok=True)
         return
     if finished:
-        raise ConfigError(f"{out} already holds a trained model; choose another --out or pass --overwrite")
+        raise OutputExistsError(
+            f"{out} already holds a trained model; choose another `out` or pass `overwrite=True`",
+            path=str(out),
+            unfinished=False,
+        )
     if (out / CHECKPOINT).exists() and not resume:
-        raise ConfigError(
-            f"{out} holds an unfinished training run; pass --resume to continue it or --overwrite"
+        raise OutputExistsError(
+            f"{out} holds an unfinished training run; pass `resume=True` to continue it or `overwrite=True`",
+            path=str(out),
+            unfinished=True,
         )
     if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {out} is a file; give a folder for the model")
+        raise ConfigError(f"`out` {out} is a file; give a folder for the model")
 
 
 def _train_val(
-    train: list[Sample], val: list[Sample] | None, cfg: ResolvedTrainConfig
+    train: list[Sample], val: list[Sample] | None, cfg: TrainConfig
 ) -> tuple[list[Sample], list[Sample], str]:
     if val:
         return train, val, "val/"
@@ -325,7 +331,7 @@ def _validate(
     split: Split,
     normalize: Normalize,
     weights: torch.Tensor | None,
-    cfg: ResolvedTrainConfig,
+    cfg: TrainConfig,
 ) -> tuple[dict[str, float], torch.Tensor]:
     """Validation loss and accuracy, and the logits they came from, in the arithmetic the
     model will predict in. At the training batch size: as fast as larger batches on CPU,
