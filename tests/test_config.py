@@ -3,6 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from torch import nn
 
 from photoclass.config import TrainConfig, load
 from photoclass.errors import ConfigError
@@ -48,8 +49,8 @@ def test_invalid_values_and_unknown_models_are_rejected() -> None:
 
 def test_seed_cnn_is_the_reference_architecture() -> None:
     model = create_model("seed-cnn", 2, 300)
-    dense = model[10]
+    dense = next(m for m in model.modules() if isinstance(m, nn.Linear))
     assert dense.in_features == 35 * 35 * 128  # "~157k features into Dense(64)"
     n_params = sum(p.numel() for p in model.parameters())
     assert 10_000_000 < n_params < 10_200_000  # "~10M of the model's weights"
-    assert create_model("seed-cnn", 3, 300)[-1][0].out_features == 3  # softmax for > 2 classes
+    assert create_model("seed-cnn", 3, 300).get_classifier()[0].out_features == 3  # softmax for > 2

@@ -30,9 +30,10 @@ if TYPE_CHECKING:
 runtime.tune_allocator()
 
 
-def load_model(model: str | Path | Bundle) -> Bundle:
-    """Load a bundle folder written by `train` (no pickle: safetensors + JSON)."""
-    return model if isinstance(model, Bundle) else load_bundle(Path(model))
+def load_model(model: str | Path | Bundle, *, device: str = "auto") -> Bundle:
+    """Load a bundle folder written by `train` (no pickle: safetensors + JSON) onto `device`
+    ("auto": a GPU if there is one, else the CPU; or "cpu", "cuda", "cuda:1", "mps")."""
+    return model if isinstance(model, Bundle) else load_bundle(Path(model), device)
 
 
 def collect(
@@ -87,11 +88,12 @@ def evaluate(
     *,
     metrics_out: str | Path | None = None,
     report_out: str | Path | None = None,
+    device: str = "auto",
     progress: bool | Progress = True,
 ) -> Evaluation:
-    """Score `model` on a labelled folder `split/<class>/`; optionally write `metrics.json`
-    and the HTML report (see `report`)."""
-    bundle = load_model(model)
+    """Score `model` on a labelled folder `split/<class>/` on `device`; optionally write
+    `metrics.json` and the HTML report (see `report`)."""
+    bundle = load_model(model, device=device)
     evaluation = evaluate_split(bundle, Path(split), progress=as_progress(progress))
     if metrics_out is not None:
         evaluation.save(Path(metrics_out))
@@ -105,7 +107,12 @@ def evaluate(
 
 
 def report(
-    model: str | Path | Bundle, split: str | Path, out: str | Path, *, progress: bool | Progress = True
+    model: str | Path | Bundle,
+    split: str | Path,
+    out: str | Path,
+    *,
+    device: str = "auto",
+    progress: bool | Progress = True,
 ) -> Path:
     """Evaluate `model` on `split/<class>/` and write one self-contained HTML page to `out`:
     training curves, confusion matrix, per-class scores, ROC (two classes), the most confident
@@ -113,7 +120,7 @@ def report(
 
     photoclass.report("models/cats-owls", "data/cats-owls/test", "report.html")
     """
-    evaluate(model, split, report_out=out, progress=progress)
+    evaluate(model, split, report_out=out, device=device, progress=progress)
     return Path(out)
 
 
@@ -128,7 +135,9 @@ def export(
     (files or folders); see `photoclass.exporting`. Needs `pip install 'photoclass[export]'`."""
     from photoclass.exporting import export_onnx
 
-    return export_onnx(load_model(model), Path(out), [Path(p) for p in check], progress=as_progress(progress))
+    # The graph is traced on the CPU in float32, whatever the model trained on.
+    bundle = load_model(model, device="cpu")
+    return export_onnx(bundle, Path(out), [Path(p) for p in check], progress=as_progress(progress))
 
 
 def predict(
@@ -136,9 +145,10 @@ def predict(
     paths: Sequence[str | Path],
     *,
     top_k: int = 1,
+    device: str = "auto",
     progress: bool | Progress = False,
 ) -> list[Prediction]:
-    """Label every photo under `paths` (files or folders); unreadable photos get an `error`."""
-    return predict_paths(
-        load_model(model), [Path(p) for p in paths], top_k=top_k, progress=as_progress(progress)
-    )
+    """Label every photo under `paths` (files or folders) on `device`; unreadable photos get
+    an `error`."""
+    bundle = load_model(model, device=device)
+    return predict_paths(bundle, [Path(p) for p in paths], top_k=top_k, progress=as_progress(progress))

@@ -18,8 +18,8 @@ from torch import nn
 
 from photoclass.data.preprocess import Normalize
 from photoclass.errors import BundleError
-from photoclass.models import create_model
-from photoclass.runtime import native_bf16
+from photoclass.models import ImageClassifier, create_model
+from photoclass.runtime import Compute
 
 FORMAT = "photoclass-bundle"
 VERSION = 1
@@ -28,10 +28,12 @@ WEIGHTS, META = "model.safetensors", "photoclass.json"
 
 @dataclass
 class Bundle:
-    """A loaded model: the network (in eval mode) and its metadata."""
+    """A loaded model: the network (in eval mode, on `compute.device`), its metadata, and the
+    device and arithmetic it predicts in."""
 
-    model: nn.Module
+    model: ImageClassifier
     meta: dict[str, Any]
+    compute: Compute
 
     @property
     def classes(self) -> list[str]:
@@ -43,9 +45,8 @@ class Bundle:
 
     @property
     def precision(self) -> str:
-        """The arithmetic the model was trained in, where this CPU has it natively, else fp32."""
-        trained = self.meta.get("precision", "fp32")
-        return "bf16" if trained == "bf16" and native_bf16() else "fp32"
+        """The arithmetic the model was trained in, where this device has it natively, else fp32."""
+        return self.compute.precision
 
     @property
     def normalize(self) -> Normalize:
@@ -72,8 +73,9 @@ def atomic_write(path: Path, write) -> None:
 
 
 def state_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
-    # channels_last weights are not contiguous in the default layout; safetensors wants it.
-    return {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    """The model's weights as contiguous CPU tensors (safetensors wants contiguous ones, and
+    channels_last weights are not; a bundle must load on a machine without the GPU)."""
+    return {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
 
 
 def save_bundle(out: Path, model: nn.Module, meta: dict[str, Any]) -> Path:
@@ -103,8 +105,10 @@ def read_meta(folder: Path) -> dict[str, Any]:
     return meta
 
 
-def load_bundle(folder: Path) -> Bundle:
-    """Rebuild the network described by `photoclass.json` and load its weights."""
+def load_bundle(folder: Path, device: str = "auto") -> Bundle:
+    """Rebuild the network described by `photoclass.json`, load its weights and move it to
+    `device` ("auto": a GPU if there is one). A bundle trained on any device loads on any
+    other: the weights are stored on the CPU, in float32."""
     folder = Path(folder)
     meta = read_meta(folder)
     model = create_model(meta["architecture"], len(meta["classes"]), meta["image_size"], pretrained=False)
@@ -117,5 +121,6 @@ def load_bundle(folder: Path) -> Bundle:
     except RuntimeError as e:
         first = str(e).splitlines()[0]
         raise BundleError(f"{folder / WEIGHTS} does not fit {META} ({first}); retrain") from None
+    compute = Compute.for_inference(device, meta.get("precision", "fp32"))
     model.eval()
-    return Bundle(model.to(memory_format=torch.channels_last), meta)
+    return Bundle(model.to(compute.device, memory_format=torch.channels_last), meta, compute)

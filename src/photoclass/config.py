@@ -106,15 +106,19 @@ class TrainConfig:
     image_size: int | None = option(
         224, "Input side in pixels.", panel=_MODEL, bounds="[32, 1024]", recipe=True
     )
-    # The model's arithmetic: "fp32", or "bf16" mixed precision (bfloat16 compute, float32
-    # weights and optimizer state), used for training, validation and later prediction (which
-    # falls back to fp32 where bf16 is not native). "auto" is bf16 where the CPU computes bf16
-    # natively (AMX or AVX512-BF16), fp32 elsewhere.
+    device: str = option(
+        "auto", "auto | cpu | cuda | cuda:N | mps (auto: a GPU if there is one).", panel=_MODEL
+    )
+    # The model's arithmetic: "fp32", or "bf16"/"fp16" mixed precision (low-precision compute,
+    # float32 weights and optimizer state), used for training, validation and later prediction
+    # (which falls back to fp32 where the arithmetic is not native). "auto": mixed precision on
+    # GPUs; on a CPU, bf16 where it computes bf16 natively (AMX or AVX512-BF16) and the model
+    # gains from it, fp32 elsewhere (`photoclass.runtime.auto_precision`).
     precision: str | None = option(
-        "fp32",
-        "Arithmetic: bf16 = mixed precision; auto = bf16 where the CPU computes it natively.",
+        "auto",
+        "Arithmetic: bf16/fp16 = mixed precision; auto = mixed where the device computes it natively.",
         panel=_MODEL,
-        choices=("fp32", "bf16", "auto"),
+        choices=("fp32", "bf16", "fp16", "auto"),
         recipe=True,
     )
     # -- optimiser -----------------------------------------------------------------------------
@@ -184,18 +188,14 @@ class TrainConfig:
     )
 
     def resolve(self, recipe: Mapping[str, Any]) -> TrainConfig:
-        """Fill every unset recipe option: from the model's `recipe`, else its declared default.
-        "auto" precision becomes what this CPU computes natively."""
+        """Fill every unset recipe option: from the model's `recipe`, else its declared default
+        (`photoclass.models.ModelEntry.resolve` also settles "auto" precision for the device)."""
         filled = {
             name: declared.default if recipe.get(name) is None else recipe[name]
             for name, declared in options_of(TrainConfig).items()
             if declared.recipe and getattr(self, name) is None
         }
         cfg = dataclasses.replace(self, **filled)
-        if cfg.precision == "auto":
-            from photoclass.runtime import native_bf16
-
-            cfg = dataclasses.replace(cfg, precision="bf16" if native_bf16() else "fp32")
         validate(cfg)
         return cfg
 

@@ -17,12 +17,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from photoclass.bundle import META
 from photoclass.collecting import CollectSummary, collect
 from photoclass.config import CollectConfig, TrainConfig
 from photoclass.evaluation.evaluate import Evaluation
 from photoclass.progress import NO_PROGRESS, Progress
-from photoclass.training.checkpoint import NAME as CHECKPOINT
+from photoclass.training.checkpoint import run_state
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +64,9 @@ def run(
     log.info("1/4 collect %s -> %s", ", ".join(collect_config.classes), data)
     collected = collect(collect_config, data, api_key, progress=progress is not NO_PROGRESS)
     log.info("2/4 train -> %s", model)
-    if not (model / META).exists() or (model / CHECKPOINT).exists():
-        api.train(data, model, train_config, resume=(model / CHECKPOINT).exists(), progress=progress)
+    state = run_state(model)
+    if state != "finished":
+        api.train(data, model, train_config, resume=state == "unfinished", progress=progress)
     log.info("3/4 evaluate on the test split, 4/4 report")
     evaluation = api.evaluate(
         model,

