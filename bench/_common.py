@@ -144,6 +144,49 @@ def banner(text: str) -> None:
     print(f"\n== {text}", flush=True)
 
 
+# What decides speed here: vector width, native bf16, matrix tiles.
+CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_tile", "amx_bf16")
+EMULATION = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA")  # how an AVX2-only CPU is imitated
+
+
+def cpu_info() -> dict[str, object]:
+    """The CPU model, the flags that matter, the core count and what PyTorch's kernels use; a
+    `kind` label for tables ("AVX2 emulated on ..." when EMULATION variables cap the kernels)."""
+    model, flags = "unknown", set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and model == "unknown":
+                model = value.strip()
+            elif key.strip() == "flags" and not flags:
+                flags = set(value.split())
+    except OSError:  # not Linux
+        import platform
+
+        model = platform.processor() or platform.machine()
+    found = [f for f in CPU_FLAGS if f in flags]
+    if "amx_tile" in flags:
+        kind = "AMX"
+    elif "avx512_bf16" in flags:
+        kind = "AVX-512 with bf16"
+    elif "avx512f" in flags:
+        kind = "AVX-512"
+    elif "avx2" in flags:
+        kind = "AVX2"
+    else:
+        kind = "other"
+    capped = {k: os.environ[k] for k in EMULATION if os.environ.get(k)}
+    if capped:
+        kind = f"AVX2 emulated ({kind} CPU, {' '.join(f'{k}={v}' for k, v in capped.items())})"
+    return {"model": model, "kind": kind, "flags": found, "cores": os.cpu_count(), "emulation": capped}
+
+
+def cpu_summary() -> str:
+    """One line for the top of every benchmark's output."""
+    info = cpu_info()
+    return f"CPU: {info['model']}, {info['cores']} cores; {info['kind']}; flags: {' '.join(info['flags'])}"
+
+
 def machine() -> str:
     """One line on where the numbers came from (cores and load: the machines are shared)."""
     load = os.getloadavg()

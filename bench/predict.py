@@ -10,21 +10,23 @@
    twice). Target: <= 4 s. Then where that time goes: a fresh interpreter importing what the
    command imports, step by step, each median of 3.
 2. Batch throughput over the 500 validation photos of cats-owls, decoding included: through
-   the CLI (`photoclass predict MODEL val/ --format json`, whole command) and through the API
-   (`photoclass.predict(bundle, [val/])` in one process with the model already loaded), the
-   API again with OMP_WAIT_POLICY=PASSIVE (which the CLI sets for itself). Target: >= 50
-   photos/s.
+   the CLI (`photoclass predict MODEL val/ --format json`, whole command) with the default
+   engine ("auto": onnxruntime on a CPU) and with `--engine torch`, interleaved, and through
+   the API (`photoclass.predict(bundle, [val/])` in one process with the model already
+   loaded). Target: >= 50 photos/s.
 3. `photoclass serve MODEL`: time until it answers, then the latency of single-photo requests
    (`POST /api/predict`, one at a time over one keep-alive connection, 50 validation photos of
    both classes in turn, 2 rounds after 5 untimed ones): p50, p95, max.
 
 With no `--model`, the default recipe trains one into a temporary folder (cold decode cache).
+`--json PATH` writes the figures for `bench/all.py`.
 """
 
 from __future__ import annotations
 
 import argparse
 import http.client
+import json
 import shlex
 import socket
 import subprocess
@@ -33,12 +35,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import DATA, banner, machine, median, run, table
+from _common import DATA, banner, cpu_summary, machine, median, run, table
 
 BIN = Path(sys.executable).with_name("photoclass")
 CLI = [str(BIN)] if BIN.exists() else [sys.executable, "-m", "photoclass"]
 COLD_TARGET_S, BATCH_TARGET = 4.0, 50.0
-PASSIVE = {"OMP_WAIT_POLICY": "PASSIVE"}
 API_SNIPPET = """
 import sys, time, photoclass
 bundle = photoclass.load_model(sys.argv[1])
@@ -144,39 +145,43 @@ def profile(model: Path, photo: Path) -> None:
     )
 
 
-def batch(model: Path, folder: Path, runs: int) -> None:
+def batch(model: Path, folder: Path, runs: int) -> dict:
     photos = sum(1 for p in folder.rglob("*") if p.is_file())
     banner(f"2. batch throughput: {photos} photos in {folder}, decoding included")
     cmd = [*CLI, "predict", str(model), str(folder), "--format", "json"]
     print("$", shlex.join(["photoclass", *cmd[len(CLI) :]]), "> /dev/null")
     api_cmd = [sys.executable, "-c", API_SNIPPET, str(model), str(folder), str(runs)]
-    # CLI runs interleaved, so load on a shared machine hits each variant alike. The CLI sets
-    # OMP_WAIT_POLICY=PASSIVE itself (OpenMP's idle threads sleep instead of spinning, which
-    # frees the cores for the decoding); the API leaves the environment to its caller.
+    # CLI runs interleaved, so load on a shared machine hits each variant alike.
     variants = {
-        "CLI, whole command (startup + model load included)": (cmd, {}),
-        "API, photoclass.predict(bundle, [folder])": (api_cmd, {}),
-        "API, with OMP_WAIT_POLICY=PASSIVE (as the CLI)": (api_cmd, PASSIVE),
+        "CLI, whole command (startup + model load included)": cmd,
+        "CLI, --engine torch": [*cmd, "--engine", "torch"],
     }
     seconds: dict[str, list[float]] = {name: [] for name in variants}
+    run(cmd)  # untimed: the ONNX graph is exported once, then cached
     for _ in range(runs):
-        for name, (command, env) in variants.items():
-            if command is cmd:
-                seconds[name].append(run(command, env=env).wall)
-    for name, (command, env) in variants.items():
-        if command is api_cmd:
-            out = run(command, env=env).stdout
-            seconds[name] = [float(line.split()[1]) for line in out.strip().splitlines()]
+        for name, command in variants.items():
+            seconds[name].append(run(command).wall)
+    api = "API, photoclass.predict(bundle, [folder])"
+    out = run(api_cmd).stdout
+    seconds[api] = [float(line.split()[1]) for line in out.strip().splitlines()]
     rows = [[name, median(s), photos / median(s)] for name, s in seconds.items()]
     print(table(["path", "median s", "photos/s"], rows))
-    for name, _, rate in rows[:2]:
+    for name, _, rate in rows[:1] + rows[2:]:
         verdict = "meets" if rate >= BATCH_TARGET else "MISSES"
         print(
             f"{name.split(',')[0]}: {rate:.0f} photos/s: {verdict} the >= {BATCH_TARGET:.0f} photos/s target"
         )
+    cli, torch_cli, api_rate = (row[2] for row in rows)
+    print(f"engine auto vs --engine torch, whole command: {cli / torch_cli:.2f}x")
+    return {
+        "cli_photos_per_s": cli,
+        "cli_torch_photos_per_s": torch_cli,
+        "api_photos_per_s": api_rate,
+        "photos": photos,
+    }
 
 
-def serve(model: Path, folder: Path, rounds: int = 2) -> None:
+def serve(model: Path, folder: Path, rounds: int = 2) -> dict:
     banner("3. photoclass serve: request latency, one photo per request")
     with socket.socket() as free:
         free.bind(("127.0.0.1", 0))
@@ -219,6 +224,7 @@ def serve(model: Path, folder: Path, rounds: int = 2) -> None:
             ],
         )
     )
+    return {"ready_s": ready, "p50_ms": p50, "p95_ms": p95}
 
 
 def _connect(port: int, proc: subprocess.Popen) -> http.client.HTTPConnection:
@@ -243,8 +249,11 @@ def main() -> None:
     parser.add_argument(
         "--profile", action="store_true", help="profile a cold run even when it meets the target"
     )
+    parser.add_argument("--skip-serve", action="store_true", help="leave out part 3")
+    parser.add_argument("--json", type=Path, help="write the figures here (for bench/all.py)")
     args = parser.parse_args()
     print("$", shlex.join([Path(sys.executable).name, *sys.argv]))
+    print(cpu_summary())
     print(machine())
     photo = sorted((DATA / "val" / "cat").iterdir())[0]
     with tempfile.TemporaryDirectory(prefix="photoclass-bench-") as name:
@@ -256,12 +265,15 @@ def main() -> None:
                 [*CLI, "train", str(DATA), "--out", str(model)],
                 env={"PHOTOCLASS_CACHE": str(Path(name) / "cache")},
             )
-        cold = cold_latency(model, photo, 3 if args.quick else args.runs)
-        if args.profile or cold > COLD_TARGET_S:
+        found = {"cold_s": cold_latency(model, photo, 3 if args.quick else args.runs)}
+        if args.profile or found["cold_s"] > COLD_TARGET_S:
             profile(model, photo)
-        batch(model, DATA / "val", 1 if args.quick else 3)
-        serve(model, DATA / "val", 1 if args.quick else 2)
+        found.update(batch(model, DATA / "val", 1 if args.quick else 3))
+        if not args.skip_serve:
+            found["serve"] = serve(model, DATA / "val", 1 if args.quick else 2)
     print(f"\nafter: {machine()}")
+    if args.json:
+        args.json.write_text(json.dumps(found, indent=2))
 
 
 if __name__ == "__main__":

@@ -1,30 +1,39 @@
 """Training speed: photoclass against the reference Keras pipeline, and time to accuracy.
 
-    python bench/train.py                  # 400-photo subset, 3 epochs each, then lite0 (~15 min)
+    python bench/train.py --tf-python /path/to/tf-venv/bin/python   # ~15 min on 2 cores
     python bench/train.py --quick          # 100 photos, 2 epochs, then lite0 (~5-10 min)
+    python bench/train.py --small-cnn      # also small-cnn's whole recipe (+10-30 min)
     python bench/train.py --seed-recipe    # also photoclass's own 5-epoch seed-cnn run (+20-30 min)
     python bench/train.py --photos 2000 --epochs 5   # the reference's whole run in part 1 (~1 h)
     python bench/train.py --skip-epochs    # time to accuracy only
 
 1. Epoch speed. seed-cnn at 300 px with the reference recipe (batch 5, RMSprop, shear 0.2, zoom
    0.2, flips) through photoclass's real training loop (`photoclass train --model seed-cnn` in
-   a subprocess; per-epoch `seconds` read from the bundle's photoclass.json history), and the
-   reference Keras pipeline (`bench/keras_reference.py`: ImageDataGenerator.flow_from_directory
-   + the same architecture, TensorFlow CPU, run with TF_PYTHON, /work/tfvenv/bin/python by
-   default), back to back on the same photos: a stratified subset of cats-owls (`--photos`
+   a subprocess; per-epoch `seconds` read from the bundle's photoclass.json history), once per
+   `--precisions` (default: the recipe's "auto", bf16 where the CPU has it natively, and fp32;
+   where auto is fp32 the second is not rerun), and the reference Keras pipeline
+   (`bench/keras_reference.py`: ImageDataGenerator.flow_from_directory + the same
+   architecture, TensorFlow CPU, run with the interpreter given by `--tf-python` or
+   $TF_PYTHON), interleaved on the same photos: a stratified subset of cats-owls (`--photos`
    training photos and a quarter as many validation photos, as symbolic links). Both epoch
    times include the validation pass. Reported: median seconds per epoch, the ratio, the whole
-   command's wall time and each process's peak resident memory (max RSS of the largest process,
-   from wait4; photoclass's augmentation workers are separate, smaller processes).
+   command's wall time and each process's peak resident memory.
 2. Time to accuracy on the full cats-owls set. The default recipe (`photoclass train DATA --out
-   M`: efficientnet-lite0), whole command wall time with a cold decode cache (PHOTOCLASS_CACHE
-   set to a fresh folder, so every photo is decoded inside the timing), and its validation
-   accuracy; against the reference recipe (5 epochs of seed-cnn): photoclass's own seed-cnn run
-   (whole command, cold cache; only with `--seed-recipe`), the Keras run above when it covered
-   the full set for 5 epochs, and the reference's measured 26 min / 91.6% on this machine.
+   M`: efficientnet-lite0), whole command wall time with a cold cache (PHOTOCLASS_CACHE set to
+   a fresh folder: every photo decoded, every ONNX graph exported inside the timing), and its
+   validation accuracy; against the reference recipe, 5 Keras epochs on the full set, timed on
+   this CPU: from part 1 (scaled to 2,000 + 500 photos when it ran on a subset), and for
+   context the reference's recorded 26 min (another machine) and, with `--seed-recipe`,
+   photoclass's own 5-epoch seed-cnn run.
+3. With `--small-cnn`: small-cnn's recipe on the full set, whole command, cold cache; its time
+   to 95% validation accuracy (start-up and decoding plus the epochs up to the first one at or
+   over 95%) against a third of the reference recipe's time from part 2. `--small-cnn-epochs N`
+   runs only N epochs (a shorter one-cycle schedule, the same cost per epoch): seconds per
+   epoch, and how many epochs fit in the budget.
 
 The machines are shared: run it when they are quiet, and trust the ratios more than the
 absolute seconds. The data is read in place (PHOTOCLASS_BENCH_DATA overrides its location).
+`--json PATH` writes the figures for `bench/all.py`.
 """
 
 from __future__ import annotations
@@ -37,118 +46,166 @@ import sys
 import tempfile
 from pathlib import Path
 
-from _common import DATA, PHOTOCLASS, ROOT, banner, machine, median, run, stratified_subset, table
+from _common import (
+    DATA,
+    PHOTOCLASS,
+    ROOT,
+    banner,
+    cpu_summary,
+    machine,
+    median,
+    run,
+    stratified_subset,
+    table,
+)
 
-TF_PYTHON = os.environ.get("TF_PYTHON", "/work/tfvenv/bin/python")
-# The reference re-run on this machine (shared/reference/reference-system.md): 5 epochs of
-# the tutorial's Keras pipeline on the full set.
-REFERENCE_MINUTES, REFERENCE_ACCURACY, REFERENCE_EPOCH_S = 26.0, 0.916, 313.0
+# The reference re-run recorded in shared/reference/reference-system.md (on another machine).
+REFERENCE_MINUTES, REFERENCE_ACCURACY = 26.0, 0.916
+FULL_TRAIN, FULL_VAL = 2000, 500  # cats-owls
 TARGET_EPOCH_SPEEDUP, TARGET_ACCURACY, TARGET_TTA_SPEEDUP = 2.0, 0.995, 10.0
-
+SMALL_CNN_ACCURACY, SMALL_CNN_SHARE = 0.95, 1 / 3
 
 PHOTOCLASS_ENV: dict[str, str] = {}  # --env KEY=VALUE: extra environment for photoclass's runs
 
 
 def photoclass_train(data: Path, out: Path, cache: Path, args: list[str]) -> tuple[dict, object]:
     """`photoclass train DATA --out OUT ARGS` in a subprocess; (bundle metadata, Run)."""
-    cmd = [*PHOTOCLASS, "train", str(data), "--out", str(out), *args]
+    cmd = [*PHOTOCLASS, "train", str(data), "--out", str(out), "--overwrite", *args]
     extra = " ".join(f"{k}={v}" for k, v in PHOTOCLASS_ENV.items())
     print("$", (extra + " " if extra else "") + shlex.join(["photoclass", *cmd[3:]]), flush=True)
     result = run(cmd, env={"PHOTOCLASS_CACHE": str(cache), "COLUMNS": "120", **PHOTOCLASS_ENV})
     return json.loads((out / "photoclass.json").read_text()), result
 
 
-def keras_train(data: Path, epochs: int, out: Path) -> tuple[dict, object]:
-    cmd = [TF_PYTHON, str(ROOT / "bench" / "keras_reference.py"), str(data / "train"), str(data / "val")]
+def keras_train(tf_python: str, data: Path, epochs: int, out: Path) -> tuple[dict, object]:
+    cmd = [tf_python, str(ROOT / "bench" / "keras_reference.py"), str(data / "train"), str(data / "val")]
     cmd += ["--epochs", str(epochs), "--json", str(out)]
     print("$", shlex.join(cmd), flush=True)
     result = run(cmd)
     return json.loads(out.read_text()), result
 
 
-def _row(name: str, found: dict, key: str, n_train: int) -> list:
-    """One table row from the `key`, `key_wall`, `key_rss` and `key_acc` measurements."""
-    epoch = median(found[key])
-    return [
-        name,
-        epoch,
-        len(found[key]),
-        n_train / epoch,
-        median(found[f"{key}_wall"]),
-        max(found[f"{key}_rss"]),
-        f"{found[f'{key}_acc'][-1]:.1%}",
-    ]
+def find_tf_python(given: str | None) -> str | None:
+    """The interpreter with TensorFlow: `--tf-python`, else $TF_PYTHON (no default path: the
+    TensorFlow venv lives wherever the user made it)."""
+    path = given or os.environ.get("TF_PYTHON")
+    if path and Path(path).exists():
+        return path
+    if path:
+        print(f"no interpreter at {path}: the Keras reference is left out")
+    else:
+        print("no TensorFlow interpreter given (--tf-python or TF_PYTHON): the Keras reference is left out")
+    return None
 
 
-def epoch_speed(args, tmp: Path) -> dict | None:
+def epoch_speed(args, tmp: Path, tf_python: str | None) -> dict:
     banner(f"1. seed-cnn epoch time, {args.photos} photos, {args.epochs} epochs: photoclass vs Keras")
     data = stratified_subset(DATA, args.photos, tmp / "subset")
-    found: dict = {}
+    runs: dict[str, dict[str, list]] = {}  # pipeline -> epochs, wall, rss, acc
+    precisions = list(dict.fromkeys(args.precisions.split(",")))
+    resolved: dict[str, str] = {}
+    n_train = n_val = 0
     for rep in range(args.repeats):
-        meta, pc = photoclass_train(
-            data,
-            tmp / f"seed-epochs-{rep}",
-            tmp / f"cache-epochs-{rep}",
-            ["--model", "seed-cnn", "--epochs", str(args.epochs), "--patience", str(args.epochs)],
-        )
-        epochs = [h for h in meta["history"] if h["phase"] == "train"]
-        found.setdefault("pc", []).extend(h["seconds"] for h in epochs)
-        found.setdefault("pc_wall", []).append(pc.wall)
-        found.setdefault("pc_rss", []).append(pc.max_rss_mb)
-        found["pc_acc"] = [h["val_acc"] for h in epochs]
-        n_train, n_val = meta["data"]["train"], meta["data"]["val"]
-        if args.skip_keras:
-            continue
-        if not Path(TF_PYTHON).exists():
-            print(f"no TensorFlow interpreter at {TF_PYTHON}: set TF_PYTHON, or pass --skip-keras")
-            args.skip_keras = True
-            continue
-        keras, kr = keras_train(data, args.epochs, tmp / f"keras-{rep}.json")
-        found.setdefault("keras", []).extend(e["seconds"] for e in keras["epochs"])
-        found.setdefault("keras_wall", []).append(kr.wall)
-        found.setdefault("keras_rss", []).append(kr.max_rss_mb)
-        found["keras_acc"] = [e["val_accuracy"] for e in keras["epochs"]]
-        found["keras_versions"] = keras["versions"]
-        if (keras["train_photos"], keras["val_photos"]) != (n_train, n_val):
-            print(
-                f"warning: Keras saw {keras['train_photos']}+{keras['val_photos']} photos, photoclass {n_train}+{n_val}"
+        for precision in precisions:
+            if precision != "auto" and resolved.get("auto") == precision:
+                continue  # "auto" already ran in this arithmetic
+            meta, pc = photoclass_train(
+                data,
+                tmp / f"seed-{precision}-{rep}",
+                tmp / f"cache-epochs-{precision}-{rep}",
+                ["--model", "seed-cnn", "--epochs", str(args.epochs), "--patience", str(args.epochs)]
+                + ["--precision", precision],
             )
+            resolved[precision] = meta["precision"]
+            name = f"photoclass seed-cnn, precision {precision}" + (
+                f" ({meta['precision']})" if precision == "auto" else ""
+            )
+            epochs = [h for h in meta["history"] if h["phase"] == "train"]
+            _add(runs, name, [h["seconds"] for h in epochs], pc, [h["val_acc"] for h in epochs])
+            n_train, n_val = meta["data"]["train"], meta["data"]["val"]
+        if tf_python:
+            keras, kr = keras_train(tf_python, data, args.epochs, tmp / f"keras-{rep}.json")
+            epochs = keras["epochs"]
+            _add(
+                runs,
+                "Keras reference",
+                [e["seconds"] for e in epochs],
+                kr,
+                [e["val_accuracy"] for e in epochs],
+            )
+            runs["Keras reference"]["versions"] = [keras["versions"]]
+            if (keras["train_photos"], keras["val_photos"]) != (n_train, n_val):
+                print(
+                    f"warning: Keras saw {keras['train_photos']}+{keras['val_photos']} photos, photoclass {n_train}+{n_val}"
+                )
 
-    pc_epoch = median(found["pc"])
     headers = ["pipeline", "s/epoch (median)", "epochs", "photos/s", "wall s", "peak RSS MB", "last val acc"]
-    out = [_row("photoclass seed-cnn", found, "pc", n_train)]
-    result = {
-        "photos": n_train,
-        "pc_epoch": pc_epoch,
-        "pc_rss": max(found["pc_rss"]),
-        "pc_acc": found["pc_acc"],
-    }
-    if "keras" in found:
-        k_epoch = median(found["keras"])
-        out.append(_row("Keras reference", found, "keras", n_train))
-        result.update(keras_epoch=k_epoch, keras_rss=max(found["keras_rss"]), keras_acc=found["keras_acc"])
-        result["keras_wall"] = median(found["keras_wall"])
+    rows = [
+        [
+            name,
+            median(r["epochs"]),
+            len(r["epochs"]),
+            n_train / median(r["epochs"]),
+            median(r["wall"]),
+            max(r["rss"]),
+            f"{r['acc'][-1]:.1%}",
+        ]
+        for name, r in runs.items()
+    ]
     print()
-    print(table(headers, out, title=f"{n_train} training + {n_val} validation photos, 300 px, batch 5"))
-    print("per-epoch seconds: photoclass", [round(s, 1) for s in found["pc"]], end="")
-    print(", Keras", [round(s, 1) for s in found.get("keras", [])])
-    if "keras" in found:
-        ratio = result["keras_epoch"] / pc_epoch
-        verdict = "meets" if ratio >= TARGET_EPOCH_SPEEDUP else "MISSES"
-        print(
-            f"epoch speed-up, photoclass vs Keras: {ratio:.2f}x ({verdict} the >= {TARGET_EPOCH_SPEEDUP:.0f}x target); "
-            f"peak memory {result['pc_rss']:.0f} MB vs {result['keras_rss']:.0f} MB "
-            f"({result['pc_rss'] / result['keras_rss']:.2f}x)"
-        )
-        print(
-            f"Keras: TensorFlow {found['keras_versions']['tensorflow']}, Keras {found['keras_versions']['keras']}"
-        )
-        result["ratio"] = ratio
+    print(table(headers, rows, title=f"{n_train} training + {n_val} validation photos, 300 px, batch 5"))
+    for name, r in runs.items():
+        print(f"per-epoch seconds, {name}:", [round(s, 1) for s in r["epochs"]])
+    result: dict = {"photos": n_train, "val_photos": n_val, "epochs": args.epochs, "pipelines": {}}
+    for name, r in runs.items():
+        result["pipelines"][name] = {
+            "s_per_epoch": median(r["epochs"]),
+            "epochs": r["epochs"],
+            "peak_rss_mb": max(r["rss"]),
+            "val_acc": r["acc"],
+        }
+    keras = runs.get("Keras reference")
+    if keras:
+        k_epoch = median(keras["epochs"])
+        result["keras_s_per_epoch"] = k_epoch
+        result["keras_versions"] = keras["versions"][0]
+        result["ratios"] = {}
+        for name, r in runs.items():
+            if name == "Keras reference":
+                continue
+            ratio = k_epoch / median(r["epochs"])
+            result["ratios"][name] = ratio
+            verdict = "meets" if ratio >= TARGET_EPOCH_SPEEDUP else "MISSES"
+            print(
+                f"{name} vs Keras: {ratio:.2f}x faster per epoch ({verdict} the >= {TARGET_EPOCH_SPEEDUP:.0f}x target); "
+                f"peak memory {max(r['rss']):.0f} MB vs {max(keras['rss']):.0f} MB"
+            )
+        versions = result["keras_versions"]
+        print(f"Keras: TensorFlow {versions['tensorflow']}, Keras {versions['keras']}")
     return result
 
 
-def time_to_accuracy(args, tmp: Path, epochs: dict | None) -> None:
-    banner("2. time to accuracy on the full set, cold decode cache: default recipe vs the reference recipe")
+def _add(runs: dict, name: str, seconds: list[float], proc, acc: list[float]) -> None:
+    found = runs.setdefault(name, {"epochs": [], "wall": [], "rss": [], "acc": []})
+    found["epochs"] += seconds
+    found["wall"].append(proc.wall)
+    found["rss"].append(proc.max_rss_mb)
+    found["acc"] = acc
+
+
+def reference_seconds(epochs: dict | None) -> float | None:
+    """5 Keras epochs on the full set, timed on this CPU: part 1's epoch time, scaled from
+    its subset to 2,000 + 500 photos (Keras decodes every photo every epoch, so its epoch time
+    grows with the photos)."""
+    if not epochs or "keras_s_per_epoch" not in epochs:
+        return None
+    return (
+        5 * epochs["keras_s_per_epoch"] * (FULL_TRAIN + FULL_VAL) / (epochs["photos"] + epochs["val_photos"])
+    )
+
+
+def time_to_accuracy(args, tmp: Path, epochs: dict | None) -> dict:
+    banner("2. time to accuracy on the full set, cold cache: default recipe vs the reference recipe")
     extra = shlex.split(args.lite0_args)
     meta, lite = photoclass_train(DATA, tmp / "lite0", tmp / "cache-lite0", extra)
     lite_acc = meta["validation"]["accuracy"]
@@ -158,22 +215,22 @@ def time_to_accuracy(args, tmp: Path, epochs: dict | None) -> None:
         f"   efficientnet-lite0: {lite.wall:.0f} s wall ({lite.user + lite.sys:.0f} CPU s), of which the "
         f"fine-tune epoch(s) {fine_tune:.0f} s; best probe val acc {probe_acc:.1%}, final {lite_acc:.1%}"
     )
-    refs: list[tuple[str, float, float]] = [
-        ("reference (Keras, measured idle, reference-system.md)", REFERENCE_MINUTES * 60, REFERENCE_ACCURACY)
-    ]
+    reference = reference_seconds(epochs)
+    refs: list[tuple[str, float, float]] = []
+    if reference is not None:
+        scaled = " (scaled from part 1's subset)" if epochs["photos"] < FULL_TRAIN else ""
+        refs.append((f"reference: 5 Keras epochs, this CPU{scaled}", reference, REFERENCE_ACCURACY))
+    refs.append(
+        (
+            "reference as recorded (another machine, reference-system.md)",
+            REFERENCE_MINUTES * 60,
+            REFERENCE_ACCURACY,
+        )
+    )
     if not args.skip_seed:
         seed_meta, seed = photoclass_train(DATA, tmp / "seed", tmp / "cache-seed", ["--model", "seed-cnn"])
         refs.append(
             ("photoclass seed-cnn, 5 epochs (this run)", seed.wall, seed_meta["validation"]["accuracy"])
-        )
-    if epochs and "keras_epoch" in epochs and epochs["photos"] < 2000:
-        # Same load as this run, unlike the measured 26 min: Keras's per-photo epoch time from
-        # part 1, scaled to the full set (its time grows with the photos; nothing is cached).
-        full = 5 * epochs["keras_epoch"] * 2000 / epochs["photos"]
-        refs.append(("Keras reference, 5 epochs, scaled from part 1 (estimate)", full, REFERENCE_ACCURACY))
-    if epochs and "keras_acc" in epochs and epochs["photos"] >= 2000 and len(epochs["keras_acc"]) >= 5:
-        refs.append(
-            ("Keras reference, 5 epochs (this run, part 1)", epochs["keras_wall"], epochs["keras_acc"][4])
         )
     rows = [
         [
@@ -192,13 +249,73 @@ def time_to_accuracy(args, tmp: Path, epochs: dict | None) -> None:
             title="whole training command, decoding included",
         )
     )
-    speedup = refs[0][1] / lite.wall
-    ok = speedup >= TARGET_TTA_SPEEDUP and lite_acc >= TARGET_ACCURACY
-    print(
-        f"time to {lite_acc:.1%} vs the reference's {REFERENCE_MINUTES:.0f} min to {REFERENCE_ACCURACY:.1%}: "
-        f"{speedup:.1f}x sooner ({'meets' if ok else 'MISSES'} the >= {TARGET_TTA_SPEEDUP:.0f}x sooner, "
-        f">= {TARGET_ACCURACY:.1%} target)"
+    result = {
+        "wall_s": lite.wall,
+        "cpu_s": lite.user + lite.sys,
+        "val_acc": lite_acc,
+        "probe_val_acc": probe_acc,
+        "fine_tune_s": fine_tune,
+        "model": str(tmp / "lite0"),
+        "reference_s": reference,
+    }
+    if reference is not None:
+        speedup = reference / lite.wall
+        ok = speedup >= TARGET_TTA_SPEEDUP and lite_acc >= TARGET_ACCURACY
+        result["speedup"] = speedup
+        print(
+            f"time to {lite_acc:.1%}: {speedup:.1f}x sooner than 5 Keras epochs on this CPU "
+            f"({'meets' if ok else 'MISSES'} the >= {TARGET_TTA_SPEEDUP:.0f}x sooner, >= {TARGET_ACCURACY:.1%} target)"
+        )
+    return result
+
+
+def small_cnn(args, tmp: Path, reference: float | None) -> dict:
+    epochs = args.small_cnn_epochs
+    banner(
+        "3. small-cnn on the full set, cold cache"
+        + (f", {epochs} epochs only" if epochs else ", its whole recipe")
     )
+    meta, proc = photoclass_train(
+        DATA,
+        tmp / "small-cnn",
+        tmp / "cache-small",
+        ["--model", "small-cnn"] + (["--epochs", str(epochs)] if epochs else []),
+    )
+    history = [h for h in meta["history"] if h["phase"] == "train"]
+    seconds = [h["seconds"] for h in history]
+    overhead = proc.wall - sum(seconds)  # start-up, decoding, writing the bundle
+    reached = next((i for i, h in enumerate(history) if h["val_acc"] >= SMALL_CNN_ACCURACY), None)
+    result = {
+        "wall_s": proc.wall,
+        "overhead_s": overhead,
+        "s_per_epoch": median(seconds),
+        "epochs_run": len(history),
+        "val_acc": [h["val_acc"] for h in history],
+        "precision": meta["precision"],
+        "budget_s": reference * SMALL_CNN_SHARE if reference else None,
+    }
+    print(
+        f"   small-cnn ({meta['precision']}): {median(seconds):.1f} s per epoch (median of {len(seconds)}), "
+        f"{overhead:.0f} s start-up, decoding and bundle; val acc by epoch "
+        + " ".join(f"{h['val_acc']:.1%}" for h in history)
+    )
+    if reached is not None:
+        result["time_to_target_s"] = overhead + sum(seconds[: reached + 1])
+        result["epoch_reached"] = reached + 1
+        print(
+            f"   reached {SMALL_CNN_ACCURACY:.0%} at epoch {reached + 1}, {result['time_to_target_s']:.0f} s after the start"
+        )
+    if reference:
+        budget = result["budget_s"]
+        affordable = int((budget - overhead) // median(seconds))
+        result["epochs_in_budget"] = affordable
+        line = f"   budget: a third of the reference recipe's {reference / 60:.1f} min = {budget:.0f} s, {affordable} epochs at this speed"
+        if "time_to_target_s" in result:
+            ok = result["time_to_target_s"] <= budget
+            result["ratio"] = reference / result["time_to_target_s"]
+            line += f"; {result['ratio']:.1f}x sooner than the reference ({'meets' if ok else 'MISSES'} the <= 1/3 target)"
+        print(line)
+    return result
 
 
 def main() -> None:
@@ -206,7 +323,13 @@ def main() -> None:
     parser.add_argument("--photos", type=int, default=400, help="training photos for the epoch comparison")
     parser.add_argument("--epochs", type=int, default=3, help="epochs per pipeline for the epoch comparison")
     parser.add_argument("--repeats", type=int, default=1, help="runs of each pipeline (epochs pooled)")
+    parser.add_argument(
+        "--precisions", default="auto,fp32", help="seed-cnn precisions to time (comma-separated)"
+    )
     parser.add_argument("--quick", action="store_true", help="100 photos, 2 epochs, --skip-seed")
+    parser.add_argument(
+        "--tf-python", help="interpreter with TensorFlow for the Keras reference [$TF_PYTHON]"
+    )
     parser.add_argument("--skip-keras", action="store_true", help="leave out the Keras pipeline")
     parser.add_argument(
         "--seed-recipe",
@@ -218,6 +341,8 @@ def main() -> None:
     parser.set_defaults(skip_seed=True)
     parser.add_argument("--skip-epochs", action="store_true", help="leave out part 1 (epoch speed)")
     parser.add_argument("--skip-accuracy", action="store_true", help="leave out part 2 (time to accuracy)")
+    parser.add_argument("--small-cnn", action="store_true", help="part 3: small-cnn's time to 95%%")
+    parser.add_argument("--small-cnn-epochs", type=int, default=0, help="part 3 with only N epochs")
     parser.add_argument(
         "--lite0-args", default="", help='extra `photoclass train` options, e.g. "--epochs 0"'
     )
@@ -228,18 +353,29 @@ def main() -> None:
         metavar="KEY=VALUE",
         help="environment for photoclass's runs, e.g. OMP_WAIT_POLICY=PASSIVE (repeatable)",
     )
+    parser.add_argument("--work", type=Path, help="keep the models here [a temporary folder]")
+    parser.add_argument("--json", type=Path, help="write the figures here (for bench/all.py)")
     args = parser.parse_args()
     PHOTOCLASS_ENV.update(item.split("=", 1) for item in args.env)
     if args.quick:
         args.photos, args.epochs, args.skip_seed = 100, 2, True
     print("$", shlex.join([Path(sys.executable).name, *sys.argv]))
+    print(cpu_summary())
     print(f"data: {DATA}; {machine()}")
+    tf_python = None if args.skip_keras or args.skip_epochs else find_tf_python(args.tf_python)
+    found: dict = {}
     with tempfile.TemporaryDirectory(prefix="photoclass-bench-") as name:
-        tmp = Path(name)
-        epochs = None if args.skip_epochs else epoch_speed(args, tmp)
+        tmp = args.work or Path(name)
+        tmp.mkdir(parents=True, exist_ok=True)
+        epochs = None if args.skip_epochs else epoch_speed(args, tmp, tf_python)
+        found["epochs"] = epochs
         if not args.skip_accuracy:
-            time_to_accuracy(args, tmp, epochs)
+            found["accuracy"] = time_to_accuracy(args, tmp, epochs)
+        if args.small_cnn or args.small_cnn_epochs:
+            found["small_cnn"] = small_cnn(args, tmp, reference_seconds(epochs))
     print(f"\nafter: {machine()}")
+    if args.json:
+        args.json.write_text(json.dumps(found, indent=2))
 
 
 if __name__ == "__main__":

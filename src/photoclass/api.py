@@ -21,6 +21,7 @@ from photoclass.config import CollectConfig, TrainConfig
 from photoclass.evaluation.evaluate import Evaluation, evaluate_split
 from photoclass.prediction.predict import Prediction, predict_paths
 from photoclass.progress import NO_PROGRESS, Progress, as_progress
+from photoclass.runtime import check_engine
 
 if TYPE_CHECKING:
     from photoclass.collecting import CollectSummary
@@ -30,10 +31,16 @@ if TYPE_CHECKING:
 runtime.tune_allocator()
 
 
-def load_model(model: str | Path | Bundle, *, device: str = "auto") -> Bundle:
+def load_model(model: str | Path | Bundle, *, device: str = "auto", engine: str | None = None) -> Bundle:
     """Load a bundle folder written by `train` (no pickle: safetensors + JSON) onto `device`
-    ("auto": a GPU if there is one, else the CPU; or "cpu", "cuda", "cuda:1", "mps")."""
-    return model if isinstance(model, Bundle) else load_bundle(Path(model), device)
+    ("auto": a GPU if there is one, else the CPU; or "cpu", "cuda", "cuda:1", "mps"), to
+    predict with `engine`: "auto" (the default: onnxruntime on a CPU where it is installed and
+    the model computes in float32, else PyTorch), "torch" or "onnx" (see
+    `photoclass.prediction.engine`). A loaded `Bundle` is returned as it is, with `engine`
+    when one is given."""
+    if isinstance(model, Bundle):
+        return model if engine is None else dataclasses.replace(model, engine=check_engine(engine))
+    return load_bundle(Path(model), device, engine or "auto")
 
 
 def collect(
@@ -89,11 +96,12 @@ def evaluate(
     metrics_out: str | Path | None = None,
     report_out: str | Path | None = None,
     device: str = "auto",
+    engine: str | None = None,
     progress: bool | Progress = True,
 ) -> Evaluation:
-    """Score `model` on a labelled folder `split/<class>/` on `device`; optionally write
-    `metrics.json` and the HTML report (see `report`)."""
-    bundle = load_model(model, device=device)
+    """Score `model` on a labelled folder `split/<class>/` on `device` with `engine` (see
+    `load_model`); optionally write `metrics.json` and the HTML report (see `report`)."""
+    bundle = load_model(model, device=device, engine=engine)
     evaluation = evaluate_split(bundle, Path(split), progress=as_progress(progress))
     if metrics_out is not None:
         evaluation.save(Path(metrics_out))
@@ -112,6 +120,7 @@ def report(
     out: str | Path,
     *,
     device: str = "auto",
+    engine: str | None = None,
     progress: bool | Progress = True,
 ) -> Path:
     """Evaluate `model` on `split/<class>/` and write one self-contained HTML page to `out`:
@@ -120,7 +129,7 @@ def report(
 
     photoclass.report("models/cats-owls", "data/cats-owls/test", "report.html")
     """
-    evaluate(model, split, report_out=out, device=device, progress=progress)
+    evaluate(model, split, report_out=out, device=device, engine=engine, progress=progress)
     return Path(out)
 
 
@@ -146,9 +155,10 @@ def predict(
     *,
     top_k: int = 1,
     device: str = "auto",
+    engine: str | None = None,
     progress: bool | Progress = False,
 ) -> list[Prediction]:
-    """Label every photo under `paths` (files or folders) on `device`; unreadable photos get
-    an `error`."""
-    bundle = load_model(model, device=device)
+    """Label every photo under `paths` (files or folders) on `device` with `engine` (see
+    `load_model`); unreadable photos get an `error`."""
+    bundle = load_model(model, device=device, engine=engine)
     return predict_paths(bundle, [Path(p) for p in paths], top_k=top_k, progress=as_progress(progress))

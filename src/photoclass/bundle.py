@@ -19,7 +19,7 @@ from torch import nn
 from photoclass.data.preprocess import Normalize
 from photoclass.errors import BundleError
 from photoclass.models import ImageClassifier, create_model
-from photoclass.runtime import Compute
+from photoclass.runtime import Compute, check_engine
 
 FORMAT = "photoclass-bundle"
 VERSION = 1
@@ -28,12 +28,14 @@ WEIGHTS, META = "model.safetensors", "photoclass.json"
 
 @dataclass
 class Bundle:
-    """A loaded model: the network (in eval mode, on `compute.device`), its metadata, and the
-    device and arithmetic it predicts in."""
+    """A loaded model: the network (in eval mode, on `compute.device`), its metadata, the
+    device and arithmetic it predicts in, and the engine that runs it to predict ("auto" |
+    "torch" | "onnx", see `photoclass.prediction.engine`)."""
 
     model: ImageClassifier
     meta: dict[str, Any]
     compute: Compute
+    engine: str = "auto"
 
     @property
     def classes(self) -> list[str]:
@@ -105,11 +107,12 @@ def read_meta(folder: Path) -> dict[str, Any]:
     return meta
 
 
-def load_bundle(folder: Path, device: str = "auto") -> Bundle:
+def load_bundle(folder: Path, device: str = "auto", engine: str = "auto") -> Bundle:
     """Rebuild the network described by `photoclass.json`, load its weights and move it to
-    `device` ("auto": a GPU if there is one). A bundle trained on any device loads on any
-    other: the weights are stored on the CPU, in float32."""
+    `device` ("auto": a GPU if there is one), to predict with `engine`. A bundle trained on
+    any device loads on any other: the weights are stored on the CPU, in float32."""
     folder = Path(folder)
+    check_engine(engine)
     meta = read_meta(folder)
     model = create_model(meta["architecture"], len(meta["classes"]), meta["image_size"], pretrained=False)
     try:
@@ -123,4 +126,4 @@ def load_bundle(folder: Path, device: str = "auto") -> Bundle:
         raise BundleError(f"{folder / WEIGHTS} does not fit {META} ({first}); retrain") from None
     compute = Compute.for_inference(device, meta.get("precision", "fp32"))
     model.eval()
-    return Bundle(model.to(compute.device, memory_format=torch.channels_last), meta, compute)
+    return Bundle(model.to(compute.device, memory_format=torch.channels_last), meta, compute, engine)

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from photoclass.errors import ConfigError
+from photoclass.runtime import ENGINES
 
 T = TypeVar("T")
 
@@ -120,6 +121,15 @@ class TrainConfig:
         panel=_MODEL,
         choices=("fp32", "bf16", "fp16", "auto"),
         recipe=True,
+    )
+    # What computes the layers that do not train: the probe's features and a fine-tune's frozen
+    # layers ("auto": onnxruntime on a CPU in float32 where installed, else PyTorch; see
+    # `photoclass.prediction.engine`). The trained layers always run in PyTorch.
+    engine: str = option(
+        "auto",
+        "Engine for frozen layers: auto | torch | onnx (auto: onnxruntime on a CPU where installed).",
+        panel=_MODEL,
+        choices=ENGINES,
     )
     # -- optimiser -----------------------------------------------------------------------------
     epochs: int | None = option(

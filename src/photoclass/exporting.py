@@ -26,24 +26,21 @@ from torch import nn
 
 from photoclass.bundle import Bundle, atomic_write
 from photoclass.data.cache import decode_all
-from photoclass.data.preprocess import Normalize
 from photoclass.errors import DatasetError, DependencyError, ExportError
+from photoclass.prediction.engine import TOLERANCE, Pixels, export_graph
 from photoclass.prediction.predict import expand_inputs
 from photoclass.progress import NO_PROGRESS, Progress
 
-TOLERANCE = 1e-4  # largest difference in any probability allowed between ONNX and PyTorch
 
+class Probabilities(nn.Module):
+    """`model`'s logits turned into class probabilities."""
 
-class PixelsToProbabilities(nn.Module):
-    """(N, H, W, 3) uint8 -> (N, classes) probabilities: preprocessing, network and softmax
-    in one graph."""
-
-    def __init__(self, model: nn.Module, normalize: Normalize) -> None:
+    def __init__(self, model: nn.Module) -> None:
         super().__init__()
-        self.model, self.normalize = model, normalize
+        self.model = model
 
-    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(self.model(self.normalize(pixels.permute(0, 3, 1, 2))), dim=1)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(self.model(x), dim=1)
 
 
 @dataclass(frozen=True)
@@ -64,20 +61,9 @@ def export_onnx(
     (or on random pixels when none is given) and compare with PyTorch; a difference over
     `TOLERANCE` is an error and leaves no file behind."""
     onnx, ort = _export_modules()
-    wrapper = PixelsToProbabilities(bundle.model, bundle.normalize).eval()
+    wrapper = Pixels(Probabilities(bundle.model), bundle.normalize).eval()
     size = bundle.image_size
-    example = torch.zeros(2, size, size, 3, dtype=torch.uint8)
-    program = torch.onnx.export(
-        wrapper,
-        (example,),
-        dynamo=True,
-        input_names=["pixels"],
-        output_names=["probabilities"],
-        dynamic_shapes=({0: torch.export.Dim("batch")},),
-        external_data=False,
-        verbose=False,
-    )
-    proto = program.model_proto
+    proto = onnx.load_from_string(export_graph(wrapper, size, output="probabilities"))
     meta = {
         "photoclass.classes": json.dumps(bundle.classes),
         "photoclass.image_size": str(size),
@@ -108,7 +94,7 @@ def _export_modules():
     try:
         import onnx
         import onnxruntime
-        import onnxscript  # noqa: F401  (torch's ONNX exporter needs it)
+        import onnxscript  # noqa: F401  (torch's torch.export-based ONNX exporter needs it)
     except ImportError as e:
         raise DependencyError(
             f"ONNX export needs {e.name}; install it with: pip install 'photoclass[export]'", extra="export"

@@ -114,6 +114,16 @@ def native_bf16() -> bool:
 
 DEVICES = "auto | cpu | cuda | cuda:N | mps"
 PRECISIONS = ("fp32", "bf16", "fp16", "auto")
+# What runs a network that only computes (prediction, evaluation, frozen layers): PyTorch, or
+# onnxruntime on the network exported as ONNX ("auto": see `photoclass.prediction.engine`).
+ENGINES = ("auto", "torch", "onnx")
+
+
+def check_engine(engine: str) -> str:
+    """`engine` if it is one of `ENGINES`, else a one-line `ConfigError`."""
+    if engine not in ENGINES:
+        raise ConfigError(f"`engine` must be one of {' | '.join(ENGINES)} (got {engine!r})")
+    return engine
 
 
 def select_device(name: str = "auto") -> torch.device:

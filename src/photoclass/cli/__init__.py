@@ -19,7 +19,7 @@ from photoclass.cli.options import config_options, translate
 from photoclass.config import CollectConfig, TrainConfig, load
 from photoclass.errors import PhotoclassError
 from photoclass.progress import RichProgress
-from photoclass.runtime import DEVICES
+from photoclass.runtime import DEVICES, ENGINES
 
 app = typer.Typer(
     help="Collect labelled photos, train an image classifier, evaluate it honestly, predict.",
@@ -54,6 +54,13 @@ ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="TOML fil
 ModelArg = Annotated[Path, typer.Argument(help="Model folder written by `photoclass train --out`.")]
 SplitArg = Annotated[Path, typer.Argument(help="Labelled folder SPLIT/<class>/*.jpg, e.g. DATA/test.")]
 DeviceOpt = Annotated[str, typer.Option(help=f"{DEVICES} (auto: a GPU if there is one, else the CPU).")]
+EngineOpt = Annotated[
+    str,
+    typer.Option(
+        help=f"{' | '.join(ENGINES)}: what computes the predictions (auto: onnxruntime on a CPU "
+        "where installed, else PyTorch)."
+    ),
+]
 
 
 @command()
@@ -89,6 +96,7 @@ def evaluate(
     report: Annotated[bool, typer.Option("--report", help="Also write report.html there.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
     device: DeviceOpt = "auto",
+    engine: EngineOpt = "auto",
 ) -> None:
     """Accuracy with its 95% interval, loss, per-class precision/recall/F1, confusion matrix, ROC AUC.
 
@@ -104,6 +112,7 @@ def evaluate(
         metrics_out=folder / "metrics.json",
         report_out=folder / "report.html" if report else None,
         device=device,
+        engine=engine,
         progress=not as_json,
     )
     render.metrics(evaluation.metrics, title=f"evaluation on {split}", as_json=as_json)
@@ -122,6 +131,7 @@ def report(
         Path | None, typer.Option("--out", "-o", help="HTML file to write (default MODEL/report.html).")
     ] = None,
     device: DeviceOpt = "auto",
+    engine: EngineOpt = "auto",
 ) -> None:
     """One self-contained HTML page: training curves, confusion matrix, per-class scores, ROC,
     the most confident mistakes, where the model looked (Grad-CAM) and, for collected data,
@@ -131,7 +141,7 @@ def report(
     """
     from photoclass import api
 
-    path = api.report(model, split, out or model / "report.html", device=device)
+    path = api.report(model, split, out or model / "report.html", device=device, engine=engine)
     render.note(f"report written to {path}")
 
 
@@ -144,6 +154,7 @@ def predict(
         render.Format, typer.Option("--format", "-f", help="Output format.")
     ] = render.Format.table,
     device: DeviceOpt = "auto",
+    engine: EngineOpt = "auto",
 ) -> None:
     """Label new photos. Unreadable files are reported per file; exit code 1 only if none could be read.
 
@@ -151,7 +162,7 @@ def predict(
     """
     from photoclass import api
 
-    predictions = api.predict(model, paths, top_k=top_k, device=device)
+    predictions = api.predict(model, paths, top_k=top_k, device=device, engine=engine)
     render.predictions(predictions, fmt)
     if not any(p.error is None for p in predictions):
         raise typer.Exit(1)

@@ -37,12 +37,16 @@ class Decoded:
 DEFAULT_CACHE_GB = 20.0
 
 
-def cache_dir() -> Path:
-    root = (
+def cache_root() -> Path:
+    """photoclass's folder in the user cache: PHOTOCLASS_CACHE, else $XDG_CACHE_HOME/photoclass."""
+    return Path(
         os.environ.get("PHOTOCLASS_CACHE")
         or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "photoclass"
     )
-    return Path(root) / "decoded"
+
+
+def cache_dir() -> Path:
+    return cache_root() / "decoded"
 
 
 def _key(paths: Sequence[Path], size: int) -> str:
@@ -86,12 +90,12 @@ def decode_all(
     return Decoded(images, ok, skipped)
 
 
-def evict(folder: Path, keep: Path, limit_gb: float | None = None) -> list[Path]:
-    """Delete the least recently used arrays (never `keep`) until the folder holds at most
-    `limit_gb` (PHOTOCLASS_CACHE_GB, default 20) gigabytes; return what was deleted."""
+def evict(folder: Path, keep: Path, limit_gb: float | None = None, pattern: str = "*.npy") -> list[Path]:
+    """Delete the least recently used files matching `pattern` (never `keep`) until they take
+    at most `limit_gb` (PHOTOCLASS_CACHE_GB, default 20) gigabytes; return what was deleted."""
     if limit_gb is None:
         limit_gb = float(os.environ.get("PHOTOCLASS_CACHE_GB") or DEFAULT_CACHE_GB)
-    arrays = sorted(folder.glob("*.npy"), key=lambda p: p.stat().st_mtime_ns)
+    arrays = sorted(folder.glob(pattern), key=lambda p: p.stat().st_mtime_ns)
     total = sum(p.stat().st_size for p in arrays)
     deleted = []
     for old in arrays:

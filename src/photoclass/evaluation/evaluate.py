@@ -62,6 +62,7 @@ def evaluate_split(bundle: Bundle, split_dir: Path, *, progress: Progress = NO_P
         decoded.images,
         bundle.normalize,
         compute=bundle.compute,
+        engine=bundle.engine,
         progress=progress,
         description="evaluating",
     )

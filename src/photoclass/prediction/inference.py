@@ -1,4 +1,5 @@
-"""Running a model over decoded pixels, in batches, without gradients, on the run's device."""
+"""Running a model over decoded pixels, in batches, without gradients, in the chosen engine
+(`photoclass.prediction.engine`) and on the run's device."""
 
 from __future__ import annotations
 
@@ -7,34 +8,48 @@ import torch
 from torch import nn
 
 from photoclass.data.preprocess import Normalize
+from photoclass.prediction.engine import Runner, runner_for
 from photoclass.progress import NO_PROGRESS, Progress
 from photoclass.runtime import Compute
 
 CPU_FP32 = Compute(torch.device("cpu"), "fp32")
+BATCH_SIZE = 32  # faster than 64 on 2 cores: the batch stays in cache
 
 
-@torch.inference_mode()
 def logits_for(
     model: nn.Module,
     images: np.ndarray,
     normalize: Normalize,
     *,
     compute: Compute = CPU_FP32,
-    batch_size: int = 32,  # faster than 64 on 2 cores: the batch stays in cache
+    engine: str = "torch",
+    batch_size: int = BATCH_SIZE,
     progress: Progress = NO_PROGRESS,
     description: str = "predicting",
 ) -> torch.Tensor:
-    """Float32 logits, on the CPU, for (N, H, W, 3) uint8 `images` (model in eval mode,
-    channels-last, on `compute.device`), computed in `compute.precision`. The uint8 pixels
-    travel to the device (a quarter of the bytes of float32) and are normalised there."""
+    """Float32 logits (or whatever `model` outputs), on the CPU, for (N, H, W, 3) uint8
+    `images`; the model is in eval mode, channels-last, on `compute.device`, and computes in
+    `compute.precision` under `engine` ("torch" | "onnx" | "auto")."""
+    if not len(images):
+        return torch.empty(0)
+    run = runner_for(model, normalize, compute, engine, size=images.shape[1])
+    return outputs(run, images, batch_size=batch_size, progress=progress, description=description)
+
+
+def outputs(
+    run: Runner,
+    images: np.ndarray,
+    *,
+    batch_size: int = BATCH_SIZE,
+    progress: Progress = NO_PROGRESS,
+    description: str = "predicting",
+) -> torch.Tensor:
+    """`run` over `images` batch by batch, the outputs concatenated."""
     out = []
-    with progress.task(description, len(images)) as bar, compute.autocast():
+    with progress.task(description, len(images)) as bar:
         for start in range(0, len(images), batch_size):
-            chunk = torch.from_numpy(np.array(images[start : start + batch_size]))
-            if compute.pin_memory:
-                chunk = chunk.pin_memory()
-            x = normalize(compute.to_device(chunk).permute(0, 3, 1, 2))
-            out.append(model(x).float().cpu())
+            chunk = images[start : start + batch_size]
+            out.append(run(chunk))
             bar.advance(len(chunk))
     return torch.cat(out) if out else torch.empty(0)
 

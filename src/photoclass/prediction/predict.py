@@ -49,7 +49,8 @@ def predict_pixels(
     batch_size: int = 32,
     progress: Progress = NO_PROGRESS,
 ) -> list[list[tuple[str, float]]]:
-    """The `top_k` (label, probability) pairs, most likely first, for each decoded photo."""
+    """The `top_k` (label, probability) pairs, most likely first, for each decoded photo,
+    computed by the bundle's engine (`bundle.engine`)."""
     if not len(images):
         return []
     logits = logits_for(
@@ -57,6 +58,7 @@ def predict_pixels(
         images,
         bundle.normalize,
         compute=bundle.compute,
+        engine=bundle.engine,
         batch_size=batch_size,
         progress=progress,
     )

@@ -22,7 +22,8 @@ from photoclass.config import TrainConfig
 from photoclass.data.augment import CachedImages, create_augmentation, loader
 from photoclass.data.preprocess import Normalize
 from photoclass.models import ImageClassifier
-from photoclass.prediction.inference import logits_for
+from photoclass.prediction.engine import Chain, Runner, TorchRunner, runner_for
+from photoclass.prediction.inference import logits_for, outputs
 from photoclass.progress import NO_PROGRESS, Progress
 from photoclass.runtime import Compute
 from photoclass.training.optim import create_optimizer, lr_at
@@ -98,6 +99,7 @@ def probe_phase(
             split.images,
             normalize,
             compute=compute,
+            engine=cfg.engine,
             progress=progress,
             description=f"features ({name})",
         )
@@ -172,11 +174,13 @@ def train_phase(
         if pretrained:  # and small fine-tuning batches would wreck the trained ones' too
             model.apply(lambda m: m.eval() if isinstance(m, nn.modules.batchnorm._BatchNorm) else None)
 
+    forward, inference = _forward(model, frozen, normalize, compute, cfg)
+
     def validate() -> torch.Tensor:
         # At the training batch size: as fast as larger batches on a CPU, and the peak memory
         # stays that of training.
         model.eval()
-        return logits_for(model, val.images, normalize, compute=compute, batch_size=cfg.batch_size)
+        return outputs(inference, val.images, batch_size=cfg.batch_size)
 
     # Frozen parameters get no gradient, so autograd records nothing before the first
     # trained layer: the frozen part costs what inference costs.
@@ -189,11 +193,34 @@ def train_phase(
         optimizer=create_optimizer(cfg, params),
         compute=compute,
         batches=batches,
-        forward=lambda x: model(normalize(x)),
+        forward=forward,
         validate=validate,
         lr=lambda step: lr_at(step, total_steps, cfg),
         begin_epoch=begin_epoch,
     )
+
+
+def _forward(
+    model: ImageClassifier, frozen: list[nn.Module], normalize: Normalize, compute: Compute, cfg: TrainConfig
+) -> tuple[Callable[[torch.Tensor], torch.Tensor], Runner]:
+    """How a training batch ((N, 3, H, W) uint8) becomes logits, and the runner validation
+    uses. When the frozen layers lead the model (a pretrained backbone's first blocks) and the
+    engine for them is not PyTorch, they run there, without gradients, and only the layers
+    after them in PyTorch: on CPUs onnxruntime computes the frozen part about twice as fast,
+    and it is most of a fine-tune's forward pass."""
+    layers = list(model)  # the contract keeps the layers in one nn.Sequential, run in order
+    count = len(frozen)
+    if count and all(a is b for a, b in zip(layers[:count], frozen, strict=True)):
+        head = nn.Sequential(*layers[:count])
+        first = runner_for(head, normalize, compute, cfg.engine, size=cfg.image_size)
+        if first.name != "torch":
+            rest = nn.Sequential(*layers[count:])
+
+            def then(features: torch.Tensor) -> torch.Tensor:
+                return rest(compute.to_device(features).contiguous(memory_format=torch.channels_last))
+
+            return (lambda x: then(first(x.permute(0, 2, 3, 1)))), Chain(first, then, compute)
+    return (lambda x: model(normalize(x))), TorchRunner(model, normalize, compute)
 
 
 class _Backbone(nn.Module):

@@ -1,0 +1,326 @@
+"""Inference engines: what computes a network that only infers (prediction, evaluation,
+serving, the probe's frozen features, the frozen layers of a fine-tune).
+
+- "torch": the PyTorch module itself, on its device, in its arithmetic.
+- "onnx": onnxruntime on the module exported as an ONNX graph (CPU, float32). On CPUs it
+  computes the same float32 network 1.7-2.5x faster than PyTorch eager at batch 32, and at
+  batch 1 too (EfficientNet-Lite0 on an AVX2-only Zen 1, on an AVX-512 Zen 4; see
+  bench/README.md): its graph optimiser folds batch norm into the convolutions and fuses
+  activations, and its depthwise kernels are faster than oneDNN's.
+- "auto": onnxruntime where it helps and can be used: the model runs on the CPU in float32
+  and onnxruntime is installed. PyTorch elsewhere: on GPUs, and where the model computes in
+  bf16 natively (there PyTorch's bf16 is as fast or faster, and predicting in another
+  arithmetic would change the numbers validation measured). Falling back is logged at debug.
+
+A graph is exported once per network and weights and kept in the user cache
+(`<cache>/onnx/<hash>.onnx`, the hash of the weights the forward pass uses, their layers'
+structure, the preprocessing and the input size), so later runs only load it. Before a
+process uses a graph it checks it once against PyTorch on two images: outputs within
+`TOLERANCE` (relative to their size), else the graph is rebuilt, and if it still differs
+"auto" falls back to PyTorch and "onnx" is an `ExportError`.
+
+Every runner takes a batch of (N, H, W, 3) uint8 pixels (the decoded cache's layout, the
+exported file's input) and returns float32 outputs on the CPU.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import os
+import threading
+import warnings
+import weakref
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from torch import nn
+
+from photoclass.data.cache import cache_root, evict
+from photoclass.data.preprocess import Normalize
+from photoclass.errors import ConfigError, DependencyError, ExportError
+from photoclass.runtime import Compute, check_engine
+
+log = logging.getLogger(__name__)
+
+TOLERANCE = 1e-4  # largest difference allowed between onnxruntime's and PyTorch's outputs
+GRAPH_CACHE_GB = 2.0  # graphs kept in the user cache, least recently used deleted first
+_FORMAT = "photoclass-onnx-graph v1"  # bump when the exported graph changes for the same module
+
+
+class Runner(Protocol):
+    """One batch of (N, H, W, 3) uint8 pixels -> float32 outputs on the CPU."""
+
+    name: str
+
+    def __call__(self, pixels: np.ndarray | torch.Tensor) -> torch.Tensor: ...
+
+
+class Pixels(nn.Module):
+    """(N, H, W, 3) uint8 pixels -> `module`'s output: the preprocessing and the network in
+    one graph, so a consumer of the exported file needs only an image library."""
+
+    def __init__(self, module: nn.Module, normalize: Normalize) -> None:
+        super().__init__()
+        self.module, self.normalize = module, normalize
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.module(self.normalize(pixels.permute(0, 3, 1, 2)))
+
+
+class TorchRunner:
+    """The module itself (in eval mode), on `compute.device`, in `compute.precision`. The
+    uint8 pixels travel to the device (a quarter of the bytes of float32) and are normalised
+    there."""
+
+    name = "torch"
+
+    def __init__(self, module: nn.Module, normalize: Normalize, compute: Compute) -> None:
+        self.module, self.normalize, self.compute = module, normalize, compute
+
+    @torch.inference_mode()
+    def __call__(self, pixels: np.ndarray | torch.Tensor) -> torch.Tensor:
+        # Arrays are copied: the decoded cache is a read-only memory map.
+        chunk = pixels if isinstance(pixels, torch.Tensor) else torch.from_numpy(np.array(pixels))
+        if self.compute.pin_memory:
+            chunk = chunk.pin_memory()
+        with self.compute.autocast():
+            x = self.normalize(self.compute.to_device(chunk).permute(0, 3, 1, 2))
+            return self.module(x).float().cpu()
+
+
+class OnnxRunner:
+    """onnxruntime on the exported graph of `Pixels(module, normalize)`."""
+
+    name = "onnx"
+
+    def __init__(self, session: Any, path: Path) -> None:
+        self.session, self.path = session, path
+
+    def __call__(self, pixels: np.ndarray | torch.Tensor) -> torch.Tensor:
+        array = pixels.numpy() if isinstance(pixels, torch.Tensor) else pixels
+        out = self.session.run(None, {"pixels": np.ascontiguousarray(array, dtype=np.uint8)})[0]
+        return torch.from_numpy(out)
+
+
+def runner_for(
+    module: nn.Module, normalize: Normalize, compute: Compute, engine: str = "auto", *, size: int
+) -> Runner:
+    """The runner for `module` (which takes normalised (N, 3, size, size) input) under
+    `engine` ("auto" | "torch" | "onnx", see the module docstring)."""
+    if check_engine(engine) == "torch":
+        return TorchRunner(module, normalize, compute)
+    reason = _onnx_unusable(compute, explicit=engine == "onnx")
+    if reason is not None:
+        log.debug("engine auto: PyTorch, since %s", reason)
+        return TorchRunner(module, normalize, compute)
+    try:
+        return _onnx_runner(module, normalize, size)
+    except ExportError as e:
+        if engine == "onnx":
+            raise
+        log.debug("engine auto: PyTorch, since %s", e)
+        return TorchRunner(module, normalize, compute)
+
+
+def _onnx_unusable(compute: Compute, *, explicit: bool) -> str | None:
+    """Why onnxruntime cannot or should not run a model computing under `compute` (None: it
+    can). What `engine="onnx"` cannot do is an error; "auto" just falls back."""
+    if compute.device.type != "cpu":
+        if explicit:
+            raise ConfigError(
+                f'`engine="onnx"` runs on the CPU, but the model is on {compute.device.type}; '
+                'use `device="cpu"` or `engine="torch"`'
+            )
+        return f"the model runs on {compute.device.type}"
+    if _onnxruntime() is None:
+        if explicit:
+            raise DependencyError(
+                "the onnx engine needs onnxruntime; install it with: pip install 'photoclass[export]'",
+                extra="export",
+            )
+        return "onnxruntime is not installed"
+    if compute.precision != "fp32" and not explicit:
+        return f"the model computes in {compute.precision}, natively on this CPU"
+    return None
+
+
+def _onnxruntime() -> Any:
+    try:
+        import onnxruntime
+    except ImportError:
+        return None
+    return onnxruntime
+
+
+# -- building, caching and checking graphs ---------------------------------------------------
+
+# One runner per network and weights in a process: the server predicts photo after photo, and
+# prediction may wrap the same model anew each call. Keyed by the network's first weight (the
+# entry goes when it does), then its layers; a weight changed in place bumps its version
+# counter, and the runner is rebuilt.
+_runners: dict[int, dict[tuple, tuple[tuple, OnnxRunner]]] = {}
+_lock = threading.Lock()
+
+
+def _onnx_runner(module: nn.Module, normalize: Normalize, size: int) -> OnnxRunner:
+    tensors = list(module.state_dict(keep_vars=True).values())
+    layers = (repr(module), repr(normalize), size)
+    versions = tuple(t._version for t in tensors)
+    with _lock:
+        memo: dict[tuple, tuple[tuple, OnnxRunner]] = {}
+        if tensors:
+            anchor = tensors[0]
+            if id(anchor) not in _runners:
+                weakref.finalize(anchor, _runners.pop, id(anchor), None)
+            memo = _runners.setdefault(id(anchor), {})
+        known = memo.get(layers)
+        if known is not None and known[0] == versions:
+            return known[1]
+        runner = _build_runner(Pixels(module, normalize), size)
+        memo[layers] = (versions, runner)
+        return runner
+
+
+def _build_runner(wrapper: Pixels, size: int) -> OnnxRunner:
+    """Load the cached graph of `wrapper` (or export it), check it against PyTorch, and open
+    an onnxruntime session on it."""
+    modes = [(m, m.training) for m in wrapper.modules()]  # put back exactly as they were
+    wrapper.eval()
+    try:
+        pixels = np.random.default_rng(0).integers(0, 256, (2, size, size, 3), dtype=np.uint8)
+        used: list[nn.Module] = []
+        hooks = [m.register_forward_hook(lambda m, i, o: used.append(m)) for m in wrapper.modules()]
+        try:
+            with torch.inference_mode():
+                want = wrapper(torch.from_numpy(pixels)).float().cpu().numpy()
+        finally:
+            for hook in hooks:
+                hook.remove()
+        folder = cache_root() / "onnx"
+        path = folder / f"{_graph_key(wrapper, used, size)}.onnx"
+        for attempt in ("cached", "rebuilt"):
+            if attempt == "rebuilt" or not path.exists():
+                folder.mkdir(parents=True, exist_ok=True)
+                graph = export_graph(wrapper, size)
+                tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.part")
+                tmp.write_bytes(graph)
+                os.replace(tmp, path)
+                evict(folder, keep=path, limit_gb=GRAPH_CACHE_GB, pattern="*.onnx")
+                log.debug("exported %s", path)
+            else:
+                os.utime(path)  # recently used: evicted last
+            try:
+                runner = OnnxRunner(open_session(path), path)
+                got = runner(pixels).numpy()
+            except Exception as e:  # noqa: BLE001  (a damaged cache file fails in onnxruntime's own types)
+                log.debug("%s graph %s does not load (%s)", attempt, path, str(e).splitlines()[0])
+                continue
+            difference = float(np.abs(got - want).max()) / max(1.0, float(np.abs(want).max()))
+            if got.shape == want.shape and difference <= TOLERANCE:
+                return runner
+            log.debug("%s graph %s differs from PyTorch by %.2g", attempt, path, difference)
+        raise ExportError(
+            f"onnxruntime does not compute what PyTorch computes for {type(wrapper.module).__name__} "
+            f'(over {TOLERANCE:g}); use `engine="torch"`, or update torch/onnxruntime'
+        )
+    finally:
+        for m, training in modes:
+            m.training = training
+
+
+def _graph_key(wrapper: Pixels, used: list[nn.Module], size: int) -> str:
+    """A hash of what the graph computes: the layers the forward pass ran (their kind and
+    settings, in order) and their weights, the preprocessing, the input size, and the
+    exporter's version. Layers the pass never ran (a classifier the probe's features skip) do
+    not count, so networks that differ only there share one graph."""
+    digest = hashlib.sha256(f"{_FORMAT}\0{torch.__version__}\0{size}\0{wrapper.normalize!r}".encode())
+    ran = {id(m) for m in used}
+    for name, m in wrapper.named_modules():
+        if id(m) not in ran:
+            continue
+        digest.update(f"\0{name}\0{type(m).__qualname__}({m.extra_repr()})".encode())
+        for key, t in [*m.named_parameters(recurse=False), *m.named_buffers(recurse=False)]:
+            data = t.detach().cpu().contiguous().reshape(-1)
+            digest.update(f"\0{key}\0{t.dtype}\0{tuple(t.shape)}\0".encode())
+            digest.update(data.view(torch.uint8).numpy())
+    return digest.hexdigest()[:24]
+
+
+def export_graph(module: nn.Module, size: int, output: str = "outputs") -> bytes:
+    """`module` (in eval mode, taking (N, size, size, 3) uint8 pixels) as ONNX bytes, the batch dimension
+    free. PyTorch's TorchScript exporter first: it exports EfficientNet-Lite0 in ~1.5 s where
+    the torch.export-based one takes 15-20 s on 2 cores (and 80 s under load). It is
+    deprecated, so where it is gone or fails, the torch.export-based one."""
+    example = torch.zeros(2, size, size, 3, dtype=torch.uint8)
+    buffer = io.BytesIO()
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                module,
+                (example,),
+                buffer,
+                dynamo=False,
+                input_names=["pixels"],
+                output_names=[output],
+                dynamic_axes={"pixels": {0: "batch"}, output: {0: "batch"}},
+            )
+        return buffer.getvalue()
+    except Exception as e:  # noqa: BLE001  (whatever the deprecated exporter raises, try the other)
+        log.debug("TorchScript ONNX export failed (%s); using torch.export", str(e).splitlines()[0])
+    return _dynamo_export(module, example, output)
+
+
+def _dynamo_export(module: nn.Module, example: torch.Tensor, output: str) -> bytes:
+    try:
+        import onnxscript  # noqa: F401  (torch.export's ONNX exporter needs it)
+    except ImportError as e:
+        raise DependencyError(
+            f"ONNX export needs {e.name}; install it with: pip install 'photoclass[export]'", extra="export"
+        ) from None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        program = torch.onnx.export(
+            module,
+            (example,),
+            dynamo=True,
+            input_names=["pixels"],
+            output_names=[output],
+            dynamic_shapes=({0: torch.export.Dim("batch")},),
+            external_data=False,
+            verbose=False,
+        )
+    return program.model_proto.SerializeToString()
+
+
+def open_session(graph: Path | bytes) -> Any:
+    """An onnxruntime CPU session using as many threads as PyTorch (which follows
+    OMP_NUM_THREADS), whose idle threads sleep rather than spin: the machines are shared,
+    and in training augmentation workers need the cores between batches."""
+    ort = _onnxruntime()
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()
+    options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.log_severity_level = 3  # errors only: its warnings are about its own internals
+    source = os.fspath(graph) if isinstance(graph, Path) else graph
+    return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+
+
+class Chain:
+    """`then(first(pixels))`: frozen layers in `first`'s engine, the rest in PyTorch without
+    gradients (how a fine-tune validates)."""
+
+    def __init__(self, first: Runner, then: Callable[[torch.Tensor], torch.Tensor], compute: Compute) -> None:
+        self.first, self.then, self.compute = first, then, compute
+        self.name = f"{first.name}+torch"
+
+    @torch.inference_mode()
+    def __call__(self, pixels: np.ndarray | torch.Tensor) -> torch.Tensor:
+        with self.compute.autocast():
+            return self.then(self.first(pixels)).float().cpu()
