@@ -7,7 +7,8 @@
 
 For each model (random head on ImageNet weights for efficientnet-lite0, random weights for the
 others: the speed does not depend on the values), on uint8 pixels as prediction feeds them
-(preprocessing inside the timed call), in one process, round-robin so load hits each alike:
+(preprocessing inside the timed call), in one process with the allocator tuned as
+`import photoclass` tunes it, round-robin so load hits each alike:
 - torch fp32: `photoclass.prediction.engine.TorchRunner` (PyTorch eager, channels-last);
 - torch bf16: the same under bf16 autocast, where the CPU has native bf16;
 - onnx: `runner_for(..., engine="onnx")`, onnxruntime on the exported graph (what "auto" picks
@@ -43,7 +44,9 @@ from photoclass.data.preprocess import Normalize  # noqa: E402
 from photoclass.models import create_model, get_model_entry  # noqa: E402
 from photoclass.prediction.engine import OnnxRunner, TorchRunner, export_graph, open_session, runner_for  # noqa: E402
 from photoclass.prediction.inference import probabilities  # noqa: E402
-from photoclass.runtime import Compute, native_bf16  # noqa: E402
+from photoclass.runtime import Compute, native_bf16, tune_allocator  # noqa: E402
+
+tune_allocator()  # as `import photoclass` does: without it PyTorch pays page faults, onnxruntime not
 
 SIZES = {"efficientnet-lite0": 224, "small-cnn": 128, "seed-cnn": 300}
 

@@ -64,10 +64,12 @@ def test_auto_precision_per_device(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: False)
     assert auto_precision(torch.device("cuda", 0)) == "fp16"  # an older GPU: fp16 + loss scaling
     assert auto_precision(torch.device("mps")) == "fp16"
-    monkeypatch.setattr("photoclass.runtime.native_bf16", lambda: True)
+    monkeypatch.setattr("photoclass.runtime.bf16_hardware", lambda: "amx")
     assert auto_precision(torch.device("cpu")) == "bf16"
-    assert auto_precision(torch.device("cpu"), cpu_bf16=False) == "fp32"
-    monkeypatch.setattr("photoclass.runtime.native_bf16", lambda: False)
+    assert auto_precision(torch.device("cpu"), cpu_bf16=()) == "fp32"
+    monkeypatch.setattr("photoclass.runtime.bf16_hardware", lambda: "avx512")
+    assert auto_precision(torch.device("cpu"), cpu_bf16=("amx",)) == "fp32"
+    monkeypatch.setattr("photoclass.runtime.bf16_hardware", lambda: None)
     assert auto_precision(torch.device("cpu")) == "fp32"
 
 

@@ -114,7 +114,7 @@ def test_without_onnxruntime_auto_falls_back_and_onnx_says_what_to_install(
     )
 
 
-def test_the_graph_is_built_once_and_a_damaged_one_rebuilt(
+def test_the_graph_is_built_once_and_rebuilt_when_damaged_or_stale(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setenv("PHOTOCLASS_CACHE", str(tmp_path))
@@ -124,27 +124,33 @@ def test_the_graph_is_built_once_and_a_damaged_one_rebuilt(
     normalize = Normalize((0.5,) * 3, (0.5,) * 3)
     pixels = np.random.default_rng(1).integers(0, 256, (5, 32, 32, 3), dtype=np.uint8)
     want = logits_for(model, pixels, normalize)
-    first = engine.runner_for(model, normalize, CPU_FP32, "onnx", size=32)
-    assert first.path.parent == cache_root() / "onnx" and list(first.path.parent.iterdir()) == [first.path]
-    assert engine.runner_for(model, normalize, CPU_FP32, "onnx", size=32) is first  # same process
-    exports = []
+
+    def runner(fresh_process: bool = True) -> engine.OnnxRunner:
+        if fresh_process:
+            monkeypatch.setattr(engine, "_runners", {})
+        got = engine.runner_for(model, normalize, CPU_FP32, "onnx", size=32)
+        np.testing.assert_allclose(got(pixels), logits_for(model, pixels, normalize), atol=1e-5)
+        return got
+
+    first = runner()
+    graph, record = first.path, first.path.with_suffix(".json")
+    assert graph.parent == cache_root() / "onnx" and sorted(graph.parent.iterdir()) == sorted([graph, record])
+    assert runner(fresh_process=False) is first  # the same process: the same session
+    exports: list[int] = []
     monkeypatch.setattr(engine, "export_graph", lambda *a, **k: exports.append(1) or export(*a, **k))
-    monkeypatch.setattr(engine, "_runners", {})  # a new process: loads the file, exports nothing
-    np.testing.assert_allclose(
-        engine.runner_for(model, normalize, CPU_FP32, "onnx", size=32)(pixels), want, atol=1e-5
-    )
+    runner()  # a new process loads the file and never runs the model in PyTorch
     assert exports == []
-    first.path.write_bytes(b"not a graph")  # damaged: rebuilt in place
-    monkeypatch.setattr(engine, "_runners", {})
-    np.testing.assert_allclose(
-        engine.runner_for(model, normalize, CPU_FP32, "onnx", size=32)(pixels), want, atol=1e-5
-    )
-    assert exports == [1] and first.path.stat().st_size > 1000
+    graph.write_bytes(graph.read_bytes()[:-1] + b"x")  # damaged: exported and checked again
+    runner()
+    assert exports == [1]
+    record.write_text(record.read_text().replace('"onnxruntime": "', '"onnxruntime": "0.'))
+    runner()  # checked with another onnxruntime: again
+    assert exports == [1, 1]
     with torch.no_grad():  # weights changed in place: a new graph, never the stale one
         next(model.parameters()).mul_(1.5)
-    changed = engine.runner_for(model, normalize, CPU_FP32, "onnx", size=32)
-    assert changed.path != first.path and len(exports) == 2
-    np.testing.assert_allclose(changed(pixels), logits_for(model, pixels, normalize), atol=1e-5)
+    changed = runner(fresh_process=False)
+    assert changed.path != first.path and len(exports) == 3
+    assert not torch.equal(logits_for(model, pixels, normalize), want)
 
 
 export = engine.export_graph

@@ -4,6 +4,7 @@ ReLU in seed-cnn, bf16 mixed precision, and the shared uint8 -> float preprocess
 from __future__ import annotations
 
 import copy
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -47,14 +48,22 @@ def test_the_dense_layer_stays_float32_under_autocast() -> None:
 def test_auto_precision_follows_the_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
     recipe = get_model_entry("seed-cnn").recipe
     assert recipe["precision"] == "auto"
-    seed = get_model_entry("seed-cnn")
-    for native, expected in ((True, "bf16"), (False, "fp32")):
-        monkeypatch.setattr("photoclass.runtime.native_bf16", lambda native=native: native)
-        assert seed.resolve(TrainConfig(model="seed-cnn", device="cpu")).precision == expected
-    assert seed.resolve(TrainConfig(model="seed-cnn", precision="fp32")).precision == "fp32"
-    monkeypatch.setattr("photoclass.runtime.native_bf16", lambda: True)
-    lite0 = get_model_entry("efficientnet-lite0")  # bf16 measured no faster for it on a CPU
-    assert lite0.resolve(TrainConfig(model="efficientnet-lite0", device="cpu")).precision == "fp32"
+    cpu = TrainConfig(device="cpu")
+
+    def auto(model: str, hardware: str | None) -> str:
+        monkeypatch.setattr("photoclass.runtime.bf16_hardware", lambda: hardware)
+        return get_model_entry(model).resolve(dataclasses.replace(cpu, model=model)).precision
+
+    # seed-cnn's stride-1 convolutions train faster in bf16 on AMX and on AVX512-BF16 alone;
+    # small-cnn's strided ones only with AMX (oneDNN's bf16 weight gradients of strided
+    # convolutions are 4-14x slower without it); lite0's depthwise ones on neither.
+    assert [auto("seed-cnn", hw) for hw in ("amx", "avx512", None)] == ["bf16", "bf16", "fp32"]
+    assert [auto("small-cnn", hw) for hw in ("amx", "avx512", None)] == ["bf16", "fp32", "fp32"]
+    assert [auto("efficientnet-lite0", hw) for hw in ("amx", "avx512", None)] == ["fp32"] * 3
+    assert (
+        get_model_entry("seed-cnn").resolve(TrainConfig(model="seed-cnn", precision="fp32")).precision
+        == "fp32"
+    )
 
 
 def test_a_bf16_model_predicts_in_bf16_where_it_can_and_fp32_elsewhere(

@@ -19,7 +19,7 @@ from safetensors.torch import load_file
 import photoclass
 from photoclass.bundle import load_bundle
 from photoclass.errors import BundleError, ConfigError
-from photoclass.runtime import native_bf16
+from photoclass.runtime import auto_precision
 from photoclass.training.checkpoint import NAME as CHECKPOINT
 from photoclass.training.checkpoint import load_checkpoint
 
@@ -43,7 +43,7 @@ def test_bundle_round_trip_without_pickle(trained_binary: Path, cats_owls_tiny: 
     assert meta["image_size"] == 48 and meta["mean"] == [0.485, 0.456, 0.406]
     assert meta["config"]["epochs"] == 3 and len(meta["history"]) == 3
     assert {"torch", "torchvision", "numpy", "pillow"} <= set(meta["versions"])
-    assert meta["precision"] == ("bf16" if native_bf16() else "fp32")  # small-cnn's recipe: auto
+    assert meta["precision"] == auto_precision(torch.device("cpu"), ("amx",))  # small-cnn's recipe: auto
     assert meta["validation"]["n"] == 20 and meta["data"]["val_source"] == "val/"
     # The weights file is safetensors: an 8-byte header length, then a JSON header.
     raw = (trained_binary / "model.safetensors").read_bytes()

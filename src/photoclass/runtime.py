@@ -19,6 +19,7 @@ import ctypes.util
 import functools
 import os
 import sys
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -96,20 +97,37 @@ def tune_allocator() -> None:
         pass  # not glibc (musl, macOS): nothing to tune
 
 
+BF16_HARDWARE = ("amx", "avx512")
+
+
 @functools.cache  # the hardware does not change; prediction asks on every call
-def native_bf16() -> bool:
-    """True where the CPU computes bfloat16 in hardware (AMX tiles or AVX512-BF16) and PyTorch
-    may use it: there, mixed precision makes seed-cnn steps ~1.7x faster; elsewhere bf16 is
-    emulated, and slower. Kernels capped below AVX-512 (`ATEN_CPU_CAPABILITY=avx2`,
-    `ONEDNN_MAX_CPU_ISA=AVX2`, how an AVX2-only CPU is imitated) count as not native."""
+def bf16_hardware() -> str | None:
+    """How this CPU computes bfloat16 natively, as PyTorch may use it: "amx" (AMX matrix tiles:
+    Intel Sapphire Rapids and later), "avx512" (AVX512-BF16 dot products only: Intel Cooper
+    Lake, AMD Zen 4 and 5), or None (emulated, and slower). Kernels capped below AVX-512
+    (`ATEN_CPU_CAPABILITY=avx2`, `ONEDNN_MAX_CPU_ISA=AVX2`, how an AVX2-only CPU is imitated)
+    count as none.
+
+    The two differ for training: with AMX every convolution gains; with AVX512-BF16 alone,
+    oneDNN's bf16 weight gradient of a strided convolution is 4-14x slower than float32's
+    (measured on a Zen 4), so a model with strided convolutions trains slower in bf16 there."""
     import torch
 
     cpu = torch.cpu
-    hardware = cpu._is_amx_tile_supported() or cpu._is_avx512_bf16_supported()
     capped = torch.backends.cpu.get_cpu_capability() in ("DEFAULT", "AVX2") or os.environ.get(
         "ONEDNN_MAX_CPU_ISA", ""
     ).upper().startswith(("SSE", "AVX2", "AVX_"))
-    return bool(hardware and not capped)
+    if capped:
+        return None
+    if cpu._is_amx_tile_supported():
+        return "amx"
+    return "avx512" if cpu._is_avx512_bf16_supported() else None
+
+
+def native_bf16() -> bool:
+    """True where the CPU computes bfloat16 in hardware (`bf16_hardware`): there, inference of
+    a model trained in bf16 stays in bf16, as fast or faster than float32."""
+    return bf16_hardware() is not None
 
 
 DEVICES = "auto | cpu | cuda | cuda:N | mps"
@@ -163,17 +181,17 @@ def select_device(name: str = "auto") -> torch.device:
     return device
 
 
-def auto_precision(device: torch.device, cpu_bf16: bool = True) -> str:
+def auto_precision(device: torch.device, cpu_bf16: Collection[str] = BF16_HARDWARE) -> str:
     """What "auto" precision means on `device`: bf16 mixed precision on GPUs that have it,
-    else fp16 (with a gradient scaler); fp16 on MPS; on a CPU, bf16 where it is native and
-    the model gains from it (`cpu_bf16`), else fp32."""
+    else fp16 (with a gradient scaler); fp16 on MPS; on a CPU, bf16 where its bf16 hardware
+    (`bf16_hardware`) is one the model trains faster on (`cpu_bf16`), else fp32."""
     import torch
 
     if device.type == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
     if device.type == "mps":
         return "fp16"
-    return "bf16" if cpu_bf16 and native_bf16() else "fp32"
+    return "bf16" if bf16_hardware() in cpu_bf16 else "fp32"
 
 
 @dataclass(frozen=True)
@@ -187,7 +205,11 @@ class Compute:
 
     @classmethod
     def create(
-        cls, device: str | torch.device = "auto", precision: str = "fp32", *, cpu_bf16: bool = True
+        cls,
+        device: str | torch.device = "auto",
+        precision: str = "fp32",
+        *,
+        cpu_bf16: Collection[str] = BF16_HARDWARE,
     ) -> Compute:
         """The device by name (`select_device`) and the precision ("auto": `auto_precision`).
         On CUDA, also let float32 matrix products use TF32 (10-bit mantissa, far faster)."""

@@ -100,7 +100,7 @@ def imagenet_weights() -> dict[str, torch.Tensor]:
 @register_model(
     "efficientnet-lite0",
     recipe=RECIPE,
-    cfg=ModelCfg(mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), pretrained=True, cpu_bf16=False),
+    cfg=ModelCfg(mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), pretrained=True, cpu_bf16=()),
     summary="EfficientNet-Lite0 pretrained on ImageNet, fine-tuned (fast and accurate on a CPU)",
 )
 def efficientnet_lite0(num_classes: int, image_size: int, pretrained: bool = True) -> PretrainedClassifier:

@@ -20,10 +20,12 @@ class ModelCfg:
     mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
     std: tuple[float, float, float] = (1.0, 1.0, 1.0)
     pretrained: bool = False
-    # Whether bf16 mixed precision pays on a CPU that computes bf16 natively: it does for the
-    # plain convolutions of seed-cnn and small-cnn (~1.7x), not for EfficientNet-Lite0's
-    # depthwise ones (measured no faster), which "auto" precision then leaves in fp32.
-    cpu_bf16: bool = True
+    # The CPU bf16 hardware (`photoclass.runtime.bf16_hardware`: "amx", "avx512") on which bf16
+    # mixed precision trains this model faster, so "auto" precision picks it there: seed-cnn's
+    # stride-1 convolutions gain on both (~1.7x); small-cnn's strided ones only with AMX (2.6x
+    # slower on AVX512-BF16 alone); EfficientNet-Lite0's depthwise ones on neither (measured
+    # no faster with AMX), so "auto" leaves them in fp32.
+    cpu_bf16: tuple[str, ...] = ("amx", "avx512")
 
 
 @dataclass(frozen=True)

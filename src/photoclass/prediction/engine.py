@@ -13,11 +13,13 @@ serving, the probe's frozen features, the frozen layers of a fine-tune).
   arithmetic would change the numbers validation measured). Falling back is logged at debug.
 
 A graph is exported once per network and weights and kept in the user cache
-(`<cache>/onnx/<hash>.onnx`, the hash of the weights the forward pass uses, their layers'
-structure, the preprocessing and the input size), so later runs only load it. Before a
-process uses a graph it checks it once against PyTorch on two images: outputs within
-`TOLERANCE` (relative to their size), else the graph is rebuilt, and if it still differs
-"auto" falls back to PyTorch and "onnx" is an `ExportError`.
+(`<cache>/onnx/<hash>.onnx`, the hash of the layers, their weights, the preprocessing and
+the input size), so later runs only load it. When exported it is checked against PyTorch on
+two images (outputs within `TOLERANCE`, relative to their size; else "auto" falls back to
+PyTorch and "onnx" is an `ExportError`), and a record beside it (`<hash>.json`) keeps the
+file's SHA-256 and the onnxruntime version it was checked with: a file that does not match
+its record, or a newer onnxruntime, is exported and checked again. So a run with a cached
+graph never runs the model in PyTorch at all.
 
 Every runner takes a batch of (N, H, W, 3) uint8 pixels (the decoded cache's layout, the
 exported file's input) and returns float32 outputs on the CPU.
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import logging
 import os
 import threading
@@ -187,62 +190,63 @@ def _onnx_runner(module: nn.Module, normalize: Normalize, size: int) -> OnnxRunn
 
 
 def _build_runner(wrapper: Pixels, size: int) -> OnnxRunner:
-    """Load the cached graph of `wrapper` (or export it), check it against PyTorch, and open
-    an onnxruntime session on it."""
+    """An onnxruntime session on `wrapper`'s cached graph when that file is the one checked
+    against PyTorch with this onnxruntime version (its `.json` record says so); else export
+    the graph, check it, and cache it with its record."""
+    folder = cache_root() / "onnx"
+    path = folder / f"{_graph_key(wrapper, size)}.onnx"
+    record = path.with_suffix(".json")
+    ort_version = _onnxruntime().__version__
+    try:
+        graph = path.read_bytes()
+        checked = json.loads(record.read_text())
+        if checked == {"sha256": hashlib.sha256(graph).hexdigest(), "onnxruntime": ort_version}:
+            os.utime(path)  # recently used: evicted last
+            return OnnxRunner(open_session(graph), path)
+    except (OSError, ValueError):
+        pass  # not cached yet, or its record is missing or damaged
+    except Exception as e:  # noqa: BLE001  (onnxruntime's own error types)
+        log.debug("cached graph %s does not load (%s)", path, str(e).splitlines()[0])
     modes = [(m, m.training) for m in wrapper.modules()]  # put back exactly as they were
     wrapper.eval()
     try:
+        graph = export_graph(wrapper, size)
+        session = open_session(graph)
         pixels = np.random.default_rng(0).integers(0, 256, (2, size, size, 3), dtype=np.uint8)
-        used: list[nn.Module] = []
-        hooks = [m.register_forward_hook(lambda m, i, o: used.append(m)) for m in wrapper.modules()]
-        try:
-            with torch.inference_mode():
-                want = wrapper(torch.from_numpy(pixels)).float().cpu().numpy()
-        finally:
-            for hook in hooks:
-                hook.remove()
-        folder = cache_root() / "onnx"
-        path = folder / f"{_graph_key(wrapper, used, size)}.onnx"
-        for attempt in ("cached", "rebuilt"):
-            if attempt == "rebuilt" or not path.exists():
-                folder.mkdir(parents=True, exist_ok=True)
-                graph = export_graph(wrapper, size)
-                tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.part")
-                tmp.write_bytes(graph)
-                os.replace(tmp, path)
-                evict(folder, keep=path, limit_gb=GRAPH_CACHE_GB, pattern="*.onnx")
-                log.debug("exported %s", path)
-            else:
-                os.utime(path)  # recently used: evicted last
-            try:
-                runner = OnnxRunner(open_session(path), path)
-                got = runner(pixels).numpy()
-            except Exception as e:  # noqa: BLE001  (a damaged cache file fails in onnxruntime's own types)
-                log.debug("%s graph %s does not load (%s)", attempt, path, str(e).splitlines()[0])
-                continue
-            difference = float(np.abs(got - want).max()) / max(1.0, float(np.abs(want).max()))
-            if got.shape == want.shape and difference <= TOLERANCE:
-                return runner
-            log.debug("%s graph %s differs from PyTorch by %.2g", attempt, path, difference)
-        raise ExportError(
-            f"onnxruntime does not compute what PyTorch computes for {type(wrapper.module).__name__} "
-            f'(over {TOLERANCE:g}); use `engine="torch"`, or update torch/onnxruntime'
-        )
+        with torch.inference_mode():
+            want = wrapper(torch.from_numpy(pixels)).float().cpu().numpy()
     finally:
         for m, training in modes:
             m.training = training
+    got = session.run(None, {"pixels": pixels})[0]
+    difference = float(np.abs(got - want).max()) / max(1.0, float(np.abs(want).max()))
+    if got.shape != want.shape or not difference <= TOLERANCE:
+        raise ExportError(
+            f"onnxruntime does not compute what PyTorch computes for {type(wrapper.module).__name__} "
+            f'(differs by {difference:.2g}, over {TOLERANCE:g}); use `engine="torch"`, or update torch/onnxruntime'
+        )
+    folder.mkdir(parents=True, exist_ok=True)
+    part = f".{os.getpid()}.{threading.get_ident()}.part"  # then renamed: never half a file
+    for target, data in (
+        (path, graph),
+        (
+            record,
+            json.dumps({"sha256": hashlib.sha256(graph).hexdigest(), "onnxruntime": ort_version}).encode(),
+        ),
+    ):
+        tmp = target.with_name(target.name + part)
+        tmp.write_bytes(data)
+        os.replace(tmp, target)
+    evict(folder, keep=path, limit_gb=GRAPH_CACHE_GB, pattern="*.onnx")
+    log.debug("exported %s", path)
+    return OnnxRunner(session, path)
 
 
-def _graph_key(wrapper: Pixels, used: list[nn.Module], size: int) -> str:
-    """A hash of what the graph computes: the layers the forward pass ran (their kind and
-    settings, in order) and their weights, the preprocessing, the input size, and the
-    exporter's version. Layers the pass never ran (a classifier the probe's features skip) do
-    not count, so networks that differ only there share one graph."""
+def _graph_key(wrapper: Pixels, size: int) -> str:
+    """A hash of what the graph computes: every layer's kind and settings, in order, and
+    every weight, the preprocessing, the input size, and the exporter's version."""
     digest = hashlib.sha256(f"{_FORMAT}\0{torch.__version__}\0{size}\0{wrapper.normalize!r}".encode())
-    ran = {id(m) for m in used}
-    for name, m in wrapper.named_modules():
-        if id(m) not in ran:
-            continue
+    for name, m in wrapper.module.named_modules():
         digest.update(f"\0{name}\0{type(m).__qualname__}({m.extra_repr()})".encode())
         for key, t in [*m.named_parameters(recurse=False), *m.named_buffers(recurse=False)]:
             data = t.detach().cpu().contiguous().reshape(-1)

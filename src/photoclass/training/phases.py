@@ -92,7 +92,11 @@ def probe_phase(
 ) -> Phase:
     """A new classifier trained on the frozen backbone's pooled features, computed once."""
     model.eval()
-    backbone = _Backbone(model)
+    # Every layer but the classifier: what `forward_head(forward_features(x), pre_logits=True)`
+    # computes (the contract keeps the layers in one nn.Sequential, run in order). As a module
+    # without the new head, its ONNX graph (engine "onnx") depends on the pretrained weights
+    # alone: exported once, whatever the classes.
+    backbone = nn.Sequential(*list(model)[:-1])
     features = [
         logits_for(
             backbone,
@@ -221,14 +225,3 @@ def _forward(
 
             return (lambda x: then(first(x.permute(0, 2, 3, 1)))), Chain(first, then, compute)
     return (lambda x: model(normalize(x))), TorchRunner(model, normalize, compute)
-
-
-class _Backbone(nn.Module):
-    """The model up to the vector its classifier reads (what the probe trains on)."""
-
-    def __init__(self, model: ImageClassifier) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model.forward_head(self.model.forward_features(x), pre_logits=True)
