@@ -106,7 +106,8 @@ def goals(found: dict, kind: str) -> list[dict]:
     if accuracy:
         speedup = accuracy.get("speedup")
         note = (
-            f"{accuracy['wall_s']:.0f} s, {accuracy['val_acc']:.1%} val; 5 Keras epochs here {accuracy['reference_s'] / 60:.1f} min"
+            f"{accuracy['wall_s']:.0f} s, {accuracy['val_acc']:.1%} val; 5 Keras epochs here "
+            f"{accuracy['reference_s'] / 60:.1f} min; {accuracy['cpu_speedup']:.1f}x less CPU"
             if speedup
             else f"{accuracy['wall_s']:.0f} s, {accuracy['val_acc']:.1%} val; no Keras timing"
         )
@@ -121,7 +122,10 @@ def goals(found: dict, kind: str) -> list[dict]:
         )
     for name, ratio in (epochs.get("ratios") or {}).items():
         pipeline = epochs["pipelines"][name]
-        note = f"{pipeline['s_per_epoch']:.1f} vs {epochs['keras_s_per_epoch']:.1f} s per {epochs['photos']}+{epochs['val_photos']}-photo epoch"
+        note = (
+            f"{pipeline['s_per_epoch']:.1f} vs {epochs['keras_s_per_epoch']:.1f} s per "
+            f"{epochs['photos']}+{epochs['val_photos']}-photo epoch; {epochs['cpu_ratios'][name]:.2f}x less CPU"
+        )
         add(
             f"seed-cnn epoch vs Keras, {name.split(', ', 1)[1]}",
             ratio,

@@ -20,7 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cats-owls"
+from _common import DATA
+
 MODELS = ("efficientnet-lite0", "small-cnn", "seed-cnn")
 
 

@@ -33,7 +33,7 @@ def _to_rgb(img: Image.Image) -> Image.Image:
         rgba = img.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(background, rgba).convert("RGB")
-    return img.convert("RGB")
+    return img if img.mode == "RGB" else img.convert("RGB")  # convert would copy an RGB image
 
 
 def decode_image(source: Path | bytes, size: int) -> np.ndarray:
@@ -46,8 +46,8 @@ def decode_image(source: Path | bytes, size: int) -> np.ndarray:
                 # JPEG only: let libjpeg scale down by 1/2..1/8 while decoding (several
                 # times faster for large photos); the result stays >= size on both sides.
                 img.draft("RGB", (size, size))
-                img = ImageOps.exif_transpose(img)
                 img.load()
+                ImageOps.exif_transpose(img, in_place=True)  # not a copy when nothing turns
                 rgb = _to_rgb(img).resize((size, size), Image.Resampling.BILINEAR)
                 return np.array(rgb, dtype=np.uint8)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
