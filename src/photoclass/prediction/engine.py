@@ -35,7 +35,6 @@ import os
 import threading
 import warnings
 import weakref
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -324,17 +323,3 @@ def open_session(graph: Path | bytes) -> Any:
     options.log_severity_level = 3  # errors only: its warnings are about its own internals
     source = os.fspath(graph) if isinstance(graph, Path) else graph
     return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
-
-
-class Chain:
-    """`then(first(pixels))`: frozen layers in `first`'s engine, the rest in PyTorch without
-    gradients (how a fine-tune validates)."""
-
-    def __init__(self, first: Runner, then: Callable[[torch.Tensor], torch.Tensor], compute: Compute) -> None:
-        self.first, self.then, self.compute = first, then, compute
-        self.name = f"{first.name}+torch"
-
-    @torch.inference_mode()
-    def __call__(self, pixels: np.ndarray | torch.Tensor) -> torch.Tensor:
-        with self.compute.autocast():
-            return self.then(self.first(pixels)).float().cpu()
