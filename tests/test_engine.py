@@ -90,13 +90,15 @@ def test_auto_uses_onnxruntime_on_a_cpu_in_float32_only() -> None:
         TrainConfig(engine="fast").resolve({})
 
 
+@pytest.mark.parametrize("missing", ["onnxruntime", "onnx"])
 def test_without_onnxruntime_auto_falls_back_and_onnx_says_what_to_install(
+    missing: str,
     trained_binary: Path,
     cats_owls_tiny: Path,
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if not installed
+    monkeypatch.setitem(sys.modules, missing, None)  # as if not installed
     monkeypatch.setattr(engine, "_runners", {})
     photos = [cats_owls_tiny / "val" / "owl"]
     bundle = photoclass.load_model(trained_binary, device="cpu")
@@ -104,13 +106,13 @@ def test_without_onnxruntime_auto_falls_back_and_onnx_says_what_to_install(
     with caplog.at_level(logging.DEBUG, logger="photoclass.prediction.engine"):
         predictions = photoclass.predict(bundle, photos)
     assert len(predictions) == 10 and all(p.error is None for p in predictions)
-    assert "engine auto: PyTorch, since onnxruntime is not installed" in caplog.text
-    with pytest.raises(DependencyError, match=r"^the onnx engine needs onnxruntime; install it with: pip"):
+    assert f"engine auto: PyTorch, since {missing} is not installed" in caplog.text
+    with pytest.raises(DependencyError, match=rf"^the onnx engine needs {missing}; install it with: pip"):
         photoclass.predict(bundle, photos, engine="onnx")
     result = CliRunner().invoke(app, ["predict", str(trained_binary), str(photos[0]), "--engine", "onnx"])
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert " ".join(result.output.split()) == (
-        "error: the onnx engine needs onnxruntime; install it with: pip install 'photoclass[export]'"
+        f"error: the onnx engine needs {missing}; install it with: pip install 'photoclass[export]'"
     )
 
 

@@ -28,10 +28,12 @@ exported file's input) and returns float32 outputs on the CPU.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import io
 import json
 import logging
 import os
+import sys
 import threading
 import warnings
 import weakref
@@ -132,7 +134,7 @@ def runner_for(
         return TorchRunner(module, normalize, compute)
     try:
         return _onnx_runner(module, normalize, size)
-    except ExportError as e:
+    except (ExportError, DependencyError) as e:
         if engine == "onnx":
             raise
         log.debug("engine auto: PyTorch, since %s", e)
@@ -149,16 +151,27 @@ def _onnx_unusable(compute: Compute, *, explicit: bool) -> str | None:
                 'use `device="cpu"` or `engine="torch"`'
             )
         return f"the model runs on {compute.device.type}"
-    if _onnxruntime() is None:
+    missing = next((name for name in ("onnxruntime", "onnx") if not _installed(name)), None)
+    if missing:
         if explicit:
             raise DependencyError(
-                "the onnx engine needs onnxruntime; install it with: pip install 'photoclass[export]'",
+                f"the onnx engine needs {missing}; install it with: pip install 'photoclass[export]'",
                 extra="export",
             )
-        return "onnxruntime is not installed"
+        return f"{missing} is not installed"
     if compute.precision != "fp32" and not explicit:
         return f"the model computes in {compute.precision}, natively on this CPU"
     return None
+
+
+def _installed(name: str) -> bool:
+    """Whether `name` can be imported (without importing it: start-up time)."""
+    if name in sys.modules:
+        return sys.modules[name] is not None
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def _onnxruntime() -> Any:
