@@ -76,7 +76,8 @@ def train(
 
     cfg = load(TrainConfig, config, "train", options)
     result = api.train(data, out, cfg, resume=resume, overwrite=overwrite)
-    render.metrics(result.metrics, title=f"validation ({result.meta['data']['val_source']})")
+    if result.main:  # under torchrun, the process that wrote the model speaks for all
+        render.metrics(result.metrics, title=f"validation ({result.meta['data']['val_source']})")
 
 
 @command()

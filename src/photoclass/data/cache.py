@@ -7,6 +7,12 @@ paths, sizes and modification times: the page cache keeps it in RAM when it fits
 holds it when it does not, and later runs (resume, evaluate, another seed) reuse it. The
 folder is kept under PHOTOCLASS_CACHE_GB gigabytes (default 20) by deleting the arrays used
 least recently.
+
+A data set whose decoded pixels would not fit under that cap is not decoded ahead (it would
+evict everything else and still not fit, or fill the memory): `fits_in_cache` says so, the
+training loop then streams it (`photoclass.data.decode.LazyPixels`: each photo decoded when a
+DataLoader worker reads it), and `check_all` finds its unreadable photos first, without
+keeping any pixels.
 """
 
 from __future__ import annotations
@@ -35,6 +41,24 @@ class Decoded:
 
 
 DEFAULT_CACHE_GB = 20.0
+# The side at which `check_all` decodes: JPEGs are then decoded at 1/8 scale, which reads (and
+# checks) every byte of the file at a fraction of the cost.
+CHECK_SIZE = 32
+
+
+def cache_limit_gb() -> float:
+    """The decode cache's cap in gigabytes: PHOTOCLASS_CACHE_GB, default 20."""
+    return float(os.environ.get("PHOTOCLASS_CACHE_GB") or DEFAULT_CACHE_GB)
+
+
+def decoded_gb(n: int, size: int) -> float:
+    """Gigabytes of `n` photos decoded at `size` x `size` (uint8 RGB)."""
+    return n * size * size * 3 / 1e9
+
+
+def fits_in_cache(n: int, size: int) -> bool:
+    """Whether `n` photos decoded at `size` fit under the decode cache's cap."""
+    return decoded_gb(n, size) <= cache_limit_gb()
 
 
 def cache_dir() -> Path:
@@ -86,11 +110,22 @@ def decode_all(
     return Decoded(images, ok, skipped)
 
 
+def check_all(
+    paths: Sequence[Path], *, workers: int | None = None, progress: Progress = NO_PROGRESS
+) -> tuple[list[int], list[dict[str, str]]]:
+    """Which of `paths` decode (their indexes) and why the others do not, keeping no pixels:
+    what `decode_all` reports, for photos that will be decoded later, batch by batch."""
+    _, ok, skipped = _decode_parallel(
+        [Path(p) for p in paths], CHECK_SIZE, workers, progress, keep=False, verb="checking"
+    )
+    return ok, skipped
+
+
 def evict(folder: Path, keep: Path, limit_gb: float | None = None) -> list[Path]:
     """Delete the least recently used arrays (never `keep`) until the folder holds at most
     `limit_gb` (PHOTOCLASS_CACHE_GB, default 20) gigabytes; return what was deleted."""
     if limit_gb is None:
-        limit_gb = float(os.environ.get("PHOTOCLASS_CACHE_GB") or DEFAULT_CACHE_GB)
+        limit_gb = cache_limit_gb()
     arrays = sorted(folder.glob("*.npy"), key=lambda p: p.stat().st_mtime_ns)
     total = sum(p.stat().st_size for p in arrays)
     deleted = []
@@ -106,20 +141,31 @@ def evict(folder: Path, keep: Path, limit_gb: float | None = None) -> list[Path]
     return deleted
 
 
-def _decode_parallel(paths: list[Path], size: int, workers: int | None, progress: Progress):
-    out = np.empty((len(paths), size, size, 3), dtype=np.uint8)
+def _decode_parallel(
+    paths: list[Path],
+    size: int,
+    workers: int | None,
+    progress: Progress,
+    *,
+    keep: bool = True,
+    verb: str = "decoding",
+) -> tuple[np.ndarray | None, list[int], list[dict[str, str]]]:
+    """Decode `paths` in a pool of processes: the pixels of those that decode (`keep=False`:
+    none, only which decode), their indexes, and the reasons of the others."""
+    out = np.empty((len(paths), size, size, 3), dtype=np.uint8) if keep else None
     ok: list[int] = []
     skipped: list[dict[str, str]] = []
     jobs = [(str(p), size) for p in paths]
     workers = workers if workers is not None else min(os.cpu_count() or 1, 8)
 
     def collect(results) -> None:
-        with progress.task(f"decoding {len(paths)} photos", len(paths)) as bar:
+        with progress.task(f"{verb} {len(paths)} photos", len(paths)) as bar:
             for i, (pixels, reason) in enumerate(results):
                 if pixels is None:
                     skipped.append({"path": str(paths[i]), "reason": reason})
                 else:
-                    out[len(ok)] = pixels
+                    if out is not None:
+                        out[len(ok)] = pixels
                     ok.append(i)
                 bar.advance()
 
@@ -131,4 +177,4 @@ def _decode_parallel(paths: list[Path], size: int, workers: int | None, progress
         method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
         with multiprocessing.get_context(method).Pool(workers) as pool:
             collect(pool.imap(try_decode, jobs, chunksize=16))
-    return out[: len(ok)], ok, skipped
+    return None if out is None else out[: len(ok)], ok, skipped

@@ -5,6 +5,10 @@ once (the probe: an epoch costs milliseconds), then fine-tunes its last blocks o
 photos; a model trained from scratch has only the second phase. Each phase says what trains,
 what a batch is, how a batch becomes logits and how it is validated; `loop.train` runs any
 phase the same way, with `train_step`.
+
+Under distributed training (`photoclass.training.distributed`) each process computes the
+probe's features, takes training batches and validates on its share of the photos, and the
+shares are put together so that every process sees the same validation logits.
 """
 
 from __future__ import annotations
@@ -20,21 +24,25 @@ from torch import nn
 
 from photoclass.config import TrainConfig
 from photoclass.data.augment import CachedImages, create_augmentation, loader
+from photoclass.data.decode import LazyPixels
 from photoclass.data.preprocess import Normalize
 from photoclass.models import ImageClassifier
 from photoclass.prediction.inference import logits_for
 from photoclass.progress import NO_PROGRESS, Progress
 from photoclass.runtime import Compute
+from photoclass.training.distributed import SINGLE, Dist
 from photoclass.training.optim import create_optimizer, lr_at
 
 Batch = tuple[torch.Tensor, torch.Tensor]  # inputs, labels (on the CPU)
+RANK_SEED = 1_000_000_007  # seeds of different processes' augmentation never meet
 
 
 @dataclass
 class Split:
-    """Decoded photos of one split: pixels, labels and the files they came from."""
+    """Decoded photos of one split: pixels (from the decode cache, or decoded as they are read),
+    labels and the files they came from."""
 
-    images: np.ndarray
+    images: np.ndarray | LazyPixels
     labels: np.ndarray
     paths: list[str]
 
@@ -46,7 +54,7 @@ class Phase:
     name: str  # "probe" | "train": recorded in the history and the checkpoint
     epochs: int
     patience: int | None  # early stopping after this many epochs without progress; None: never
-    size: int  # training examples per epoch
+    size: int  # training examples per epoch (in this process)
     optimizer: torch.optim.Optimizer
     compute: Compute  # where and in what arithmetic the phase's steps run
     batches: Callable[[int], Iterable[Batch]]  # epoch -> its batches, the same for the same epoch
@@ -88,18 +96,23 @@ def probe_phase(
     cfg: TrainConfig,
     compute: Compute,
     progress: Progress = NO_PROGRESS,
+    dist: Dist = SINGLE,
 ) -> Phase:
-    """A new classifier trained on the frozen backbone's pooled features, computed once."""
+    """A new classifier trained on the frozen backbone's pooled features, computed once (each
+    process computes its share; every process then trains the head on all of them, identically:
+    an epoch costs milliseconds, and no gradients need exchanging)."""
     model.eval()
     backbone = _Backbone(model)
     features = [
-        logits_for(
-            backbone,
-            split.images,
-            normalize,
-            compute=compute,
-            progress=progress,
-            description=f"features ({name})",
+        dist.gather_rows(
+            logits_for(
+                backbone,
+                split.images[dist.rows(len(split.labels))],
+                normalize,
+                compute=compute,
+                progress=progress,
+                description=f"features ({name})",
+            )
         )
         for name, split in (("train", train), ("val", val))
     ]
@@ -141,9 +154,11 @@ def train_phase(
     cfg: TrainConfig,
     compute: Compute,
     pretrained: bool,
+    dist: Dist = SINGLE,
 ) -> Phase:
     """The model (from scratch), or its last `unfreeze` blocks and head (pretrained), trained
-    on augmented photos."""
+    on augmented photos: under distributed training, each process on its share of them, with
+    the gradients averaged over the processes (DistributedDataParallel)."""
     trained = model.unfrozen(cfg.unfreeze) if pretrained else list(model)
     trained_ids = {id(m) for m in trained}
     model.requires_grad_(False)
@@ -151,10 +166,16 @@ def train_phase(
         module.requires_grad_(True)
     frozen = [m for m in model if id(m) not in trained_ids]
     dataset = CachedImages(train.images, train.labels.tolist(), create_augmentation(cfg))
-    total_steps = max(1, cfg.epochs * math.ceil(len(dataset) / cfg.batch_size))
+    sampler = dist.sampler(dataset, seed=cfg.seed)  # this process's share; None: all
+    size = len(dataset) if sampler is None else len(sampler)
+    total_steps = max(1, cfg.epochs * math.ceil(size / cfg.batch_size))
+    net = dist.wrap(model)  # after choosing what trains: DDP averages the gradients of those
 
     def batches(epoch: int) -> Iterable[Batch]:
-        seed = cfg.seed * 100_003 + epoch  # the same epoch, the same randomness
+        if sampler is not None:
+            sampler.set_epoch(epoch)  # every process shuffles alike, then takes its share
+        # The same epoch, the same randomness; each process its own augmentation.
+        seed = cfg.seed * 100_003 + epoch + RANK_SEED * dist.rank
         torch.manual_seed(seed)
         return loader(
             dataset,
@@ -163,6 +184,7 @@ def train_phase(
             seed=seed,
             workers=cfg.workers,
             pin_memory=compute.pin_memory,
+            sampler=sampler,
         )
 
     def begin_epoch() -> None:
@@ -174,9 +196,13 @@ def train_phase(
 
     def validate() -> torch.Tensor:
         # At the training batch size: as fast as larger batches on a CPU, and the peak memory
-        # stays that of training.
+        # stays that of training. Each process its share, with rank 0's batch-norm statistics.
         model.eval()
-        return logits_for(model, val.images, normalize, compute=compute, batch_size=cfg.batch_size)
+        dist.sync_buffers(model)
+        mine = val.images[dist.rows(len(val.labels))]
+        return dist.gather_rows(
+            logits_for(model, mine, normalize, compute=compute, batch_size=cfg.batch_size)
+        )
 
     # Frozen parameters get no gradient, so autograd records nothing before the first
     # trained layer: the frozen part costs what inference costs.
@@ -185,11 +211,11 @@ def train_phase(
         name="train",
         epochs=cfg.epochs,
         patience=cfg.patience,
-        size=len(dataset),
+        size=size,
         optimizer=create_optimizer(cfg, params),
         compute=compute,
         batches=batches,
-        forward=lambda x: model(normalize(x)),
+        forward=lambda x: net(normalize(x)),
         validate=validate,
         lr=lambda step: lr_at(step, total_steps, cfg),
         begin_epoch=begin_epoch,
