@@ -38,7 +38,7 @@ sys.path.insert(0, str(ROOT))
 from tests.conftest import SHAPES, shapes_dataset  # noqa: E402  (the test suite's generator)
 
 VAL_PER_CLASS = 167  # ~500 validation photos
-TRAIN = "--model small-cnn --image-size 48 --epochs 1 --workers 2 --batch-size 32".split()
+TRAIN = shlex.split("--model small-cnn --image-size 48 --epochs 1 --workers 2 --batch-size 32")
 STREAM_CAP_GB = "0.01"
 
 

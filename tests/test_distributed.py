@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shlex
 import signal
 import socket
 import subprocess
@@ -27,18 +28,7 @@ from photoclass.training.distributed import Dist, setup, weights_digest
 
 # Small-cnn on the three drawn shapes (90 training photos): 8 epochs of 8 photos per process
 # per step learn them (two processes take the steps one process takes with batches of 16).
-OPTIONS = [
-    "--model",
-    "small-cnn",
-    "--image-size",
-    "48",
-    "--epochs",
-    "8",
-    "--batch-size",
-    "8",
-    "--workers",
-    "0",
-]
+OPTIONS = shlex.split("--model small-cnn --image-size 48 --epochs 8 --batch-size 8 --workers 0")
 
 
 def _free_port() -> int:

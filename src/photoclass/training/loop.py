@@ -88,6 +88,8 @@ def train(
 
     Validation uses `data/val/` when present, else a stratified, seeded split of `train/`.
     Example: `photoclass.train("data/cats-owls", "models/co", TrainConfig(model="small-cnn"))`.
+    Under torchrun every process calls it and they train one model; rank 0 writes the bundle
+    (`TrainResult.main`), and every process returns the same metrics.
     """
     started = time.perf_counter()
 
