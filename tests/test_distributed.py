@@ -37,10 +37,10 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _torchrun(data: Path, out: Path, *extra: str) -> list[str]:
+def _torchrun(data: Path, out: Path, *extra: str, options: list[str] = OPTIONS) -> list[str]:
     launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2"]
     launcher += ["--master-port", str(_free_port())]
-    return [*launcher, "-m", "photoclass", "train", str(data), "--out", str(out), *OPTIONS, *extra]
+    return [*launcher, "-m", "photoclass", "train", str(data), "--out", str(out), *options, *extra]
 
 
 def _env(cache: Path, **extra: str) -> dict[str, str]:
@@ -120,6 +120,26 @@ def test_a_killed_run_resumes_to_the_uninterrupted_model(
     assert not (out / CHECKPOINT).exists()
 
 
+@pytest.mark.slow
+def test_the_probe_s_features_are_computed_in_shares_and_put_together(shapes3: Path, tmp_path: Path) -> None:
+    # A pretrained model's probe only: each process computes the features of its share of the
+    # photos; put together, they train the head as one process's features do.
+    probe = shlex.split("--model efficientnet-lite0 --image-size 32 --probe-epochs 3 --epochs 0 --workers 0")
+    single = photoclass.train(
+        shapes3, tmp_path / "one", progress=False, model="efficientnet-lite0", image_size=32, probe_epochs=3,
+        epochs=0, workers=0,
+    )  # fmt: skip
+    cmd = _torchrun(shapes3, tmp_path / "two", options=probe)
+    result = subprocess.run(cmd, env=_env(tmp_path / "cache"), capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    meta = json.loads((tmp_path / "two" / "photoclass.json").read_text())
+    assert [row["phase"] for row in meta["history"]] == ["probe"] * 3
+    assert [row["photos"] for row in meta["history"]] == [[90, 90]] * 3  # each trains the head on all
+    assert len(set(meta["distributed"]["weights_sha256"])) == 1
+    for mine, theirs in zip(meta["history"], single.meta["history"], strict=True):
+        assert mine["val_loss"] == pytest.approx(theirs["val_loss"], abs=1e-3)
+
+
 def _epochs_done(out: Path) -> int:
     try:
         return load_checkpoint(out / CHECKPOINT).state.epoch
@@ -144,6 +164,80 @@ def _kill_tree(pid: int) -> None:
     for p in tree:
         with contextlib.suppress(ProcessLookupError):  # gone already
             os.kill(p, signal.SIGKILL)
+
+
+# What the loop asks of the other processes, in two real processes: work done by local rank 0
+# first (the decode cache), errors in one process raised in all, shares put back together.
+EXCHANGES = """
+import json, sys, time
+from pathlib import Path
+import torch
+from photoclass.errors import DatasetError
+from photoclass.training.distributed import setup
+
+events, out = Path(sys.argv[1]), sys.argv[2]
+dist = setup("cpu")
+
+def fill_cache():
+    with events.open("a") as f:
+        f.write(json.dumps([dist.rank, "start", time.monotonic()]) + "\\n")
+    time.sleep(0.5)
+    with events.open("a") as f:
+        f.write(json.dumps([dist.rank, "end", time.monotonic()]) + "\\n")
+    return dist.rank
+
+def attempt(exchange, fn):
+    try:
+        return exchange(fn)
+    except Exception as e:
+        return f"{type(e).__name__}: {e}"
+
+def fail_in_rank_1():
+    if dist.rank == 1:
+        raise DatasetError("no photos here")
+
+def disk_full():
+    raise OSError("disk full")
+
+found = {
+    "first": dist.local_main_first(fill_cache),
+    "everywhere": attempt(dist.everywhere, fail_in_rank_1),
+    "from_main": attempt(dist.from_main, disk_full),
+    "value": dist.from_main(lambda: {"made by": dist.rank}),
+    "rows": dist.gather_rows(torch.arange(10)[dist.rows(10)]).tolist(),
+    "sum": dist.sum(torch.tensor(dist.rank + 1)).item(),
+}
+Path(f"{out}-{dist.rank}.json").write_text(json.dumps(found))
+dist.close()
+"""
+
+
+def test_what_the_processes_exchange(tmp_path: Path) -> None:
+    script = tmp_path / "exchanges.py"
+    script.write_text(EXCHANGES)
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2"]
+    cmd = [
+        *launcher,
+        "--master-port",
+        str(_free_port()),
+        str(script),
+        str(tmp_path / "events"),
+        str(tmp_path / "r"),
+    ]
+    result = subprocess.run(cmd, env=_env(tmp_path / "cache"), capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    events = [json.loads(line) for line in (tmp_path / "events").read_text().splitlines()]
+    ends = {rank: t for rank, event, t in events if event == "end"}
+    starts = {rank: t for rank, event, t in events if event == "start"}
+    assert ends[0] < starts[1]  # rank 1 waited for rank 0's cache, then read it
+    found = [json.loads((tmp_path / f"r-{rank}.json").read_text()) for rank in (0, 1)]
+    assert [f["first"] for f in found] == [0, 1]
+    assert found[1]["everywhere"] == "DatasetError: no photos here"
+    assert found[0]["everywhere"] == "DistributedError: stopped because rank 1 failed: no photos here"
+    assert found[0]["from_main"] == "OSError: disk full"
+    assert found[1]["from_main"] == "DistributedError: stopped because rank 0 failed: OSError: disk full"
+    assert all(f["value"] == {"made by": 0} for f in found)
+    assert all(f["rows"] == list(range(10)) and f["sum"] == 3 for f in found)
 
 
 # -- launches that cannot work -----------------------------------------------------------------

@@ -72,7 +72,9 @@ def train(
 ) -> TrainResult:
     """Train on `data/train/<class>/` and write the model bundle to `out`.
 
-    `options` override fields of `config` (e.g. `model="small-cnn", epochs=20`)."""
+    `options` override fields of `config` (e.g. `model="small-cnn", epochs=20`). Started by
+    torchrun in several processes, they train one model together and rank 0 writes the bundle
+    (README "Scaling out")."""
     # Training needs torchvision (augmentation); prediction does not, and starts faster without.
     from photoclass.training.loop import train as _train
 
