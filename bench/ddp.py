@@ -10,7 +10,10 @@ links, or the whole set) and the same warm decode cache:
     python -m torch.distributed.run --nproc-per-node 2 -m photoclass train DATA --out M --model small-cnn --epochs 2 --workers 1
 One process gets the machine's cores as OpenMP threads and 2 augmentation workers; each of
 the two processes gets one thread (torchrun sets OMP_NUM_THREADS=1) and one worker, so both
-use the same cores. Reported: the median seconds of the second epoch (the first pays for
+use the same cores. A third run is one process with one thread (OMP_NUM_THREADS=1), what each
+of the two processes has: on a loaded machine, OpenMP threads that wait for each other at
+every operation lose far more than single-threaded processes do, and this row tells that
+apart from what two processes change. Reported: the median seconds of the second epoch (the first pays for
 starting the workers), its photos/s (all processes together), the whole command's wall time,
 the largest process's peak RSS, the ratio, and that the two processes ended with the same
 weights (the bundle's `distributed.weights_sha256`).
@@ -36,13 +39,22 @@ TRAIN = shlex.split("--model small-cnn --epochs 2")
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29577"]
 
 
-def train(data: Path, out: Path, cache: Path, processes: int) -> dict:
+# name: (processes, extra environment)
+RUNS = {
+    "1 process": (1, {}),
+    "1 process, 1 thread": (1, {"OMP_NUM_THREADS": "1"}),
+    "2 processes": (2, {}),
+}
+
+
+def train(data: Path, out: Path, cache: Path, processes: int, env: dict[str, str]) -> dict:
     if processes == 1:
         cmd = [*PHOTOCLASS, "train", str(data), "--out", str(out), *TRAIN]
     else:
         cmd = [*TORCHRUN, "-m", "photoclass", "train", str(data), "--out", str(out), *TRAIN, "--workers", "1"]
-    print("$", shlex.join(cmd).replace(sys.executable, "python"), flush=True)
-    result = run(cmd, env={"PHOTOCLASS_CACHE": str(cache), "COLUMNS": "120"})
+    shown = "".join(f"{k}={v} " for k, v in env.items())
+    print("$", shown + shlex.join(cmd).replace(sys.executable, "python"), flush=True)
+    result = run(cmd, env={"PHOTOCLASS_CACHE": str(cache), "COLUMNS": "120", **env})
     meta = json.loads((out / "photoclass.json").read_text())
     epoch = meta["history"][-1]
     return {
@@ -72,16 +84,17 @@ def main() -> None:
         banner("warming the decode cache (one epoch, not measured)")
         run([*PHOTOCLASS, "train", str(data), "--out", str(root / "warm"), "--model", "small-cnn", "--epochs", "0"],
             env={"PHOTOCLASS_CACHE": str(cache)})  # fmt: skip
-        found: dict[int, list[dict]] = {1: [], 2: []}
+        found: dict[str, list[dict]] = {name: [] for name in RUNS}
         for r in range(repeats):
             banner(f"repeat {r + 1}/{repeats}")
-            for processes in (1, 2) if r % 2 == 0 else (2, 1):  # drift hits both alike
-                found[processes].append(train(data, root / f"m{processes}-{r}", cache, processes))
+            for i, name in enumerate(RUNS if r % 2 == 0 else reversed(RUNS)):  # drift hits all alike
+                processes, env = RUNS[name]
+                found[name].append(train(data, root / f"m{i}-{r}", cache, processes, env))
         rows = []
-        for processes, runs in found.items():
+        for name, runs in found.items():
             rows.append(
                 [
-                    f"{processes} process{'es' if processes > 1 else ''}",
+                    name,
                     median([m["seconds"] for m in runs]),
                     median([m["photos/s"] for m in runs]),
                     "+".join(map(str, runs[-1]["per process"])),
@@ -108,8 +121,10 @@ def main() -> None:
                 title=f"second epoch of 2, medians of {repeats} run(s); {photos} training photos",
             )  # fmt: skip
         )
-        one, two = (median([m["photos/s"] for m in found[p]]) for p in (1, 2))
-        print(f"\n2 processes train at {two / one:.2f}x the photos/s of 1 process on this machine")
+        speed = {name: median([m["photos/s"] for m in runs]) for name, runs in found.items()}
+        print()
+        for name in ("1 process", "1 process, 1 thread"):
+            print(f"2 processes train at {speed['2 processes'] / speed[name]:.2f}x the photos/s of {name}")
         print(f"\nafter: {machine()}")
 
 

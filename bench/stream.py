@@ -32,7 +32,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from _common import PHOTOCLASS, ROOT, banner, machine, median, run, table
+from _common import PHOTOCLASS, ROOT, banner, cpu, machine, median, run, table
 
 sys.path.insert(0, str(ROOT))
 from tests.conftest import SHAPES, shapes_dataset  # noqa: E402  (the test suite's generator)
@@ -75,7 +75,7 @@ def main() -> None:
     args = parser.parse_args()
     sizes = [1000, 4000] if args.quick else [int(s) for s in args.sizes.split(",")]
     repeats = 1 if args.quick else args.repeats
-    print(machine(), flush=True)
+    print(cpu(), machine(), sep="\n", flush=True)
 
     with tempfile.TemporaryDirectory(prefix="photoclass-stream-") as tmp:
         root = Path(tmp)
