@@ -17,7 +17,8 @@ per size. Each set is trained for one epoch (`photoclass train --model small-cnn
 Reported per size and way: photos/s of the epoch (the training photos over the epoch's seconds
 in the bundle's history, validation included), the whole command's wall seconds, and the
 main process's peak resident memory (max RSS from wait4: the largest process; workers are
-separate, smaller processes). Streaming's memory must not grow with the set (it holds a few
+separate, smaller processes) and CPU seconds (user + system, the command and its workers:
+less sensitive than wall seconds to other jobs on the machine). Streaming's memory must not grow with the set (it holds a few
 batches), while the cache's does (its pages are mapped into the process).
 
 The machine is shared: trust the ratios (stream vs cache, run back to back) over the seconds.
@@ -61,6 +62,7 @@ def train(data: Path, out: Path, cache: Path, way: str) -> dict:
     return {
         "photos/s": meta["data"]["train"] / epoch["seconds"],
         "wall": result.wall,
+        "cpu": result.user + result.sys,
         "rss": result.max_rss_mb,
         "acc": epoch["val_acc"],
         "streaming_line": next((ln for ln in result.stderr.splitlines() if ln.startswith("streaming")), ""),
@@ -90,6 +92,8 @@ def main() -> None:
                     cache = root / f"cache-{n}-{way}-{r}"  # cold every time
                     measured = train(sets[n], root / f"model-{n}-{way}-{r}", cache, way)
                     found.setdefault((n, way), []).append(measured)
+                    shown = {k: round(v, 2) if isinstance(v, float) else v for k, v in measured.items()}
+                    print("  ", {k: v for k, v in shown.items() if k != "streaming_line"}, flush=True)
         print()
         rows = []
         for n in sizes:
@@ -100,13 +104,21 @@ def main() -> None:
                         f"{way}, {n} photos",
                         median([m["photos/s"] for m in runs]),
                         median([m["wall"] for m in runs]),
+                        median([m["cpu"] for m in runs]),
                         max(m["rss"] for m in runs),
                         f"{runs[-1]['acc']:.1%}",
                     ]
                 )
         print(
             table(
-                ["one epoch of small-cnn, 48 px", "epoch photos/s", "command s", "peak RSS MB", "val acc"],
+                [
+                    "one epoch of small-cnn, 48 px",
+                    "epoch photos/s",
+                    "command s",
+                    "CPU s",
+                    "peak RSS MB",
+                    "val acc",
+                ],
                 rows,
                 title=f"medians of {repeats} run(s); cache: cold decode cache, default cap; "
                 f"stream: PHOTOCLASS_CACHE_GB={STREAM_CAP_GB}",

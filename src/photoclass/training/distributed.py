@@ -110,12 +110,13 @@ class Dist:
     def from_main(self, fn: Callable[[], T]) -> T:
         """`fn()` run by rank 0, its result handed to every process; an error raised there is
         raised in every process."""
-        outcome = _attempt(fn) if self.main else None
+        mine = _attempt(fn) if self.main else None
+        shared = mine if mine is None or mine.message is None else _failure_only(mine)
         if self.world_size > 1:
-            box = [outcome]
+            box = [shared]
             torch.distributed.broadcast_object_list(box, src=0)
-            outcome = box[0]
-        return self._settle([outcome], outcome)
+            shared = box[0]
+        return self._settle([None], mine) if self.main else self._settle([shared], shared)
 
     def everywhere(self, fn: Callable[[], T]) -> T:
         """`fn()` run by every process; if it fails in any, every process raises."""
