@@ -116,7 +116,9 @@ class Dist:
             box = [shared]
             torch.distributed.broadcast_object_list(box, src=0)
             shared = box[0]
-        return self._settle([None], mine) if self.main else self._settle([shared], shared)
+        if self.main:
+            return self._settle([], mine)  # its own error, or the value
+        return self._settle([shared], shared)  # rank 0's failure, or the value it sent
 
     def everywhere(self, fn: Callable[[], T]) -> T:
         """`fn()` run by every process; if it fails in any, every process raises."""
@@ -171,8 +173,8 @@ SINGLE = Dist()
 
 def setup(device: str = "auto") -> Dist:
     """This process's place, from the variables torchrun sets, and the process group joined;
-    a single process (no group, `device` as given) when WORLD_SIZE is unset or 1. `device` is the run's `device` option:
-    under NCCL each process takes `cuda:LOCAL_RANK`. A launch that cannot work (a variable
+    a single process (no group, `device` as given) when WORLD_SIZE is unset or 1. `device` is
+    the run's `device` option: under NCCL each process takes `cuda:LOCAL_RANK`. A launch that cannot work (a variable
     missing or wrong, a GPU per process lacking, processes that cannot reach each other) is a
     `DistributedError`."""
     env = os.environ
