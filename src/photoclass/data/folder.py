@@ -1,7 +1,9 @@
 """The dataset folder layout: `DATA/train/<class>/*.jpg`, optionally `DATA/val/` and
 `DATA/test/` with the same class folders. Any folder in this layout is valid input,
 collected by photoclass or not. Layout mistakes raise `DatasetError` naming the folder
-that is wrong and how to fix it."""
+that is wrong and how to fix it. The rules themselves (`stray_files`, `empty_class_folders`,
+`MIN_CLASSES`) are public so that `photoclass check` can list every problem, where training
+stops at the first."""
 
 from __future__ import annotations
 
@@ -14,6 +16,8 @@ from photoclass.errors import DatasetError
 
 # Files the OS or other tools leave next to photos; never data, never an error.
 IGNORED_NAMES = {"thumbs.db", "desktop.ini", "manifest.sqlite", "attribution.csv"}
+MIN_CLASSES = 2  # a classifier needs something to tell apart
+SPLITS = ("train", "val", "test")  # train is required; the others are optional
 
 
 @dataclass(frozen=True)
@@ -33,39 +37,52 @@ class Dataset:
     test: list[Sample] | None
 
 
-def _visible(path: Path) -> bool:
+def visible(path: Path) -> bool:
+    """False for names every stage ignores: hidden (`.`), set aside (`_quarantine`), OS litter."""
     return not path.name.startswith((".", "_")) and path.name.lower() not in IGNORED_NAMES
 
 
-def _files_in(folder: Path) -> list[Path]:
+def files_in(folder: Path) -> list[Path]:
+    """Every visible file under `folder`, at any depth, in visible folders only."""
     return sorted(
         p
         for p in folder.rglob("*")
         if p.is_file()
-        and _visible(p)
-        and all(_visible(part) for part in p.relative_to(folder).parents if part.name)
+        and visible(p)
+        and all(visible(part) for part in p.relative_to(folder).parents if part.name)
     )
+
+
+def class_folders(split_dir: Path) -> list[str]:
+    """The names of the visible folders in a split, sorted, whatever they hold."""
+    return sorted(p.name for p in split_dir.iterdir() if p.is_dir() and visible(p))
+
+
+def stray_files(split_dir: Path) -> list[Path]:
+    """Files lying in a split folder itself, outside any class folder."""
+    return sorted(p for p in split_dir.iterdir() if p.is_file() and visible(p))
+
+
+def empty_class_folders(split_dir: Path) -> list[Path]:
+    """Class folders of a split that hold no file."""
+    return [split_dir / name for name in class_folders(split_dir) if not files_in(split_dir / name)]
 
 
 def find_classes(split_dir: Path) -> list[str]:
     """The sorted class folders of one split, after checking its layout."""
     if not split_dir.is_dir():
         raise DatasetError(f"{split_dir} is not a folder; expected {split_dir}/<class>/*.jpg")
-    entries = [p for p in split_dir.iterdir() if _visible(p)]
-    stray = sorted(p.name for p in entries if p.is_file())
+    stray = [p.name for p in stray_files(split_dir)]
     if stray:
         shown = ", ".join(stray[:3]) + (" ..." if len(stray) > 3 else "")
         raise DatasetError(
             f"{split_dir} holds {len(stray)} file(s) outside class folders ({shown}); "
             f"move each into {split_dir}/<class>/"
         )
-    classes = sorted(p.name for p in entries if p.is_dir())
-    for name in classes:
-        if not _files_in(split_dir / name):
-            raise DatasetError(
-                f"class folder {split_dir / name} holds no files; add photos or remove the folder"
-            )
-    return classes
+    empty = empty_class_folders(split_dir)
+    if empty:
+        raise DatasetError(f"class folder {empty[0]} holds no files; add photos or remove the folder")
+    return class_folders(split_dir)
 
 
 def scan_split(split_dir: Path, classes: list[str]) -> list[Sample]:
@@ -80,7 +97,7 @@ def scan_split(split_dir: Path, classes: list[str]) -> list[Sample]:
             f"{split_dir} has class folder(s) {', '.join(unknown)} that are not among the "
             f"classes {', '.join(classes)}; rename or remove them"
         )
-    return [Sample(path, classes.index(name)) for name in found for path in _files_in(split_dir / name)]
+    return [Sample(path, classes.index(name)) for name in found for path in files_in(split_dir / name)]
 
 
 def scan_dataset(root: Path) -> Dataset:
@@ -91,18 +108,18 @@ def scan_dataset(root: Path) -> Dataset:
     train_dir = root / "train"
     if not train_dir.is_dir():
         hint = ""
-        if any(p.is_dir() and _visible(p) for p in root.iterdir()):
+        if any(p.is_dir() and visible(p) for p in root.iterdir()):
             hint = f" (if the folders in {root} are your classes, move them into {train_dir}/)"
         raise DatasetError(f"{root} has no train/ folder; expected {train_dir}/<class>/*.jpg{hint}")
     classes = find_classes(train_dir)
-    if len(classes) < 2:
+    if len(classes) < MIN_CLASSES:
         have = f"only {classes[0]}" if classes else "none"
         raise DatasetError(
             f"{train_dir} needs at least two class folders to learn from ({have}); "
             f"add {train_dir}/<another-class>/ with photos"
         )
     optional = {
-        name: scan_split(root / name, classes) if (root / name).is_dir() else None for name in ("val", "test")
+        name: scan_split(root / name, classes) if (root / name).is_dir() else None for name in SPLITS[1:]
     }
     return Dataset(root, classes, scan_split(train_dir, classes), optional["val"], optional["test"])
 
