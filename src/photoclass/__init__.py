@@ -16,6 +16,7 @@ __all__ = [
     "DatasetError",
     "FlickrError",
     "PhotoclassError",
+    "check",
     "collect",
     "evaluate",
     "export",
@@ -23,10 +24,11 @@ __all__ = [
     "predict",
     "report",
     "train",
+    "undo_check",
 ]
 __version__ = "0.1.0"
 
-_API = {"collect", "evaluate", "export", "load_model", "predict", "report", "train"}
+_API = {"check", "collect", "evaluate", "export", "load_model", "predict", "report", "train", "undo_check"}
 
 
 def __getattr__(name: str) -> Any:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from photoclass import runtime
 from photoclass.bundle import Bundle, load_bundle
+from photoclass.checking.findings import DEFAULT_MODEL, FIX_CONFIDENCE, CheckResult, Move
 from photoclass.config import TrainConfig
 from photoclass.evaluation.evaluate import Evaluation, evaluate_split
 from photoclass.prediction.predict import Prediction, predict_paths
@@ -117,3 +118,46 @@ def predict(
     return predict_paths(
         load_model(model), [Path(p) for p in paths], top_k=top_k, progress=as_progress(progress)
     )
+
+
+def check(
+    data: str | Path,
+    *,
+    model: str = DEFAULT_MODEL,
+    report_out: str | Path | None = None,
+    fix: bool = False,
+    min_confidence: float = FIX_CONFIDENCE,
+    progress: bool | Progress = True,
+) -> CheckResult:
+    """Find what is wrong with the dataset `data/{train,val,test}/<class>/` before training on it:
+    layout problems, unreadable files, image quality (dark, light, blurry, low information, odd
+    aspect ratio or size, grayscale), duplicates within a split and leakage across splits, likely
+    mislabelled photos (with the class they look like), off-topic photos, class imbalance, and
+    for a collected dataset, where the manifest and the folder disagree.
+
+    Each finding has a path, a kind, a confidence in [0, 1] and a suggested action. `report_out`
+    writes an HTML page with a thumbnail of each. `fix=True` moves the files of the findings a
+    fix applies to, with confidence `min_confidence` or more, into `data/_quarantine/<kind>/`
+    (nothing is deleted; `undo_check` puts them back). `model` is the pretrained model whose
+    features describe the photos.
+
+    result = photoclass.check("data/cats-owls", report_out="check.html")
+    for f in result.findings: print(f.kind, f.path, f"{f.confidence:.2f}", f.action)
+    """
+    from photoclass.checking.check import check_dataset
+    from photoclass.checking.report import write_check_report
+
+    result = check_dataset(
+        Path(data), model=model, fix=fix, min_confidence=min_confidence, progress=as_progress(progress)
+    )
+    if report_out is not None:
+        result.report = write_check_report(result, Path(report_out))
+    return result
+
+
+def undo_check(data: str | Path) -> list[Move]:
+    """Move every file that `check(fix=True)` quarantined in `data/_quarantine/` back where it
+    was, newest first, and restore the manifest rows it changed; returns the moves made."""
+    from photoclass.checking.quarantine import undo
+
+    return undo(Path(data))

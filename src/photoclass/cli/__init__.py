@@ -14,6 +14,7 @@ from typing import Annotated, Any
 import typer
 
 from photoclass import runtime
+from photoclass.checking.findings import DEFAULT_MODEL, FIX_CONFIDENCE
 from photoclass.cli import render
 from photoclass.config import TrainConfig, load
 from photoclass.errors import PhotoclassError
@@ -295,6 +296,55 @@ def models() -> None:
     from photoclass.models import get_model_entry, list_models
 
     render.models([get_model_entry(name) for name in list_models()])
+
+
+@command()
+def check(
+    data: Annotated[Path, typer.Argument(help="Dataset folder: DATA/train/<class>/*.jpg (+ val/, test/).")],
+    model: Annotated[
+        str, typer.Option(help="Pretrained model whose features describe the photos.")
+    ] = DEFAULT_MODEL,
+    report: Annotated[
+        Path | None,
+        typer.Option("--report", "-r", help="Also write an HTML page with a thumbnail of each finding."),
+    ] = None,
+    fmt: Annotated[
+        render.Format, typer.Option("--format", "-f", help="Output format.")
+    ] = render.Format.table,
+    fix: Annotated[
+        bool,
+        typer.Option("--fix", help="Move confident findings' files into DATA/_quarantine/ (never deletes)."),
+    ] = False,
+    min_confidence: Annotated[
+        float, typer.Option(help="--fix moves findings at this confidence or more.")
+    ] = FIX_CONFIDENCE,
+    undo: Annotated[
+        bool, typer.Option("--undo", help="Put back every file --fix moved (and restore the manifest).")
+    ] = False,
+) -> None:
+    """Find what is wrong with a dataset before training on it: layout, unreadable files, image
+    quality, duplicates and leakage between splits, likely mislabelled and off-topic photos, class
+    imbalance, and a collected dataset's manifest against its folder.
+
+    Example: photoclass check data/cats-owls --report check.html
+    """
+    from photoclass import api
+
+    if undo:
+        if fix:
+            raise PhotoclassError("--undo puts back what --fix moved; use one or the other")
+        moves = api.undo_check(data)
+        render.note(f"put back {len(moves)} file(s) from {data / '_quarantine'}")
+        return
+    result = api.check(
+        data,
+        model=model,
+        report_out=report,
+        fix=fix,
+        min_confidence=min_confidence,
+        progress=fmt is render.Format.table,
+    )
+    render.check_result(result, fmt)
 
 
 # ----------------------------------------------------------------------------------------------
