@@ -120,7 +120,11 @@ def manifest_findings(root: Path, photos: list[Photo]) -> list[Finding]:
     for p in photos:
         if p.path not in accounted:
             row = rows.get(p.path.stem)
-            known = f"the manifest has it as {row['status']}" + (f" ({row['error']})" if row["error"] else "")
+            known = "not in the manifest"
+            if row is not None:
+                known = f"the manifest has it as {row['status']}" + (
+                    f" ({row['error']})" if row["error"] else ""
+                )
             findings.append(
                 Finding(
                     "unlisted_file",
@@ -128,7 +132,7 @@ def manifest_findings(root: Path, photos: list[Photo]) -> list[Finding]:
                     1.0,
                     "keep it if you added it on purpose (check and train read any photo); "
                     "remove it if collect rejected it",
-                    known if row else "not in the manifest",
+                    known,
                     split=p.split,
                     label=p.label,
                 )

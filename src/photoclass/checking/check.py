@@ -7,7 +7,6 @@ neighbours and the cross-validated linear probes all work from those two arrays.
 
 from __future__ import annotations
 
-import logging
 import time
 from pathlib import Path
 
@@ -21,8 +20,6 @@ from photoclass.data.cache import decode_all
 from photoclass.data.folder import SPLITS
 from photoclass.errors import ConfigError
 from photoclass.progress import NO_PROGRESS, Progress
-
-log = logging.getLogger(__name__)
 
 # Every kind, in the order findings are listed (and a file in several is quarantined as the first).
 _MODULES = (layout, duplicates, outliers, labels, quality, agreement)
@@ -75,7 +72,6 @@ def check_dataset(
     if fix:
         result.moved = quarantine(root, result.to_fix())
     result.seconds = time.perf_counter() - started
-    log.info(result.headline())
     return result
 
 

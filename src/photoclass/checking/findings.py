@@ -66,7 +66,7 @@ class Finding:
         return {
             "kind": self.kind,
             "path": relative(self.path, root),
-            "confidence": round(self.confidence, 4),
+            "confidence": round(float(self.confidence), 4),
             "action": self.action,
             "detail": self.detail,
             "split": self.split,

@@ -26,15 +26,16 @@ SIDE = 64  # pixels: the side photos are reduced to before measuring
 LUMA = np.array([0.241, 0.691, 0.068], np.float32)
 DARK = 0.32  # dark: even the brightest 1% of pixels are dimmer than this
 LIGHT = 0.95  # light: even the darkest 5% of pixels are brighter than this
-# blurry: cleanvision's score, 1 - exp(-0.01 x the spread of the edge image) (plus a term for
-# flat, peaked histograms, so that a plain background is not called blurry), below 0.29.
+# blurry: cleanvision's edge score, 1 - exp(-0.01 x the spread of the edge image), below 0.29.
+# (cleanvision adds a term for peaked histograms so that a plain image is not called blurry;
+# that term also hid heavily blurred photos, so here a plain image is left to low_information.)
 BLURRY = 0.29
 BLUR_SCALE = 0.01
-BLUR_FLAT = 0.18
 LOW_INFORMATION = 3.0  # bits: entropy of the colour histogram (a photo has 7-9.5)
 ODD_ASPECT = 0.35  # shorter side / longer side: a panorama or a strip
-# odd size: sqrt(width x height) outside [q1 - 3 IQR, q3 + 3 IQR] of the dataset's, and at least
-# 2x from the median (without that, a dataset of one size would flag any photo that differs).
+# odd size: sqrt(width x height) more than 3 interquartile ranges outside the middle half of
+# the dataset's, on a log scale (sizes are skewed: on a linear one the lower fence is often
+# negative), and at least 2x from the median (else a dataset of one size flags any other).
 ODD_SIZE_IQR = 3.0
 ODD_SIZE_FACTOR = 2.0
 GRAYSCALE = 6  # levels of 255: the spread between colour channels, 99th percentile of pixels
@@ -47,7 +48,8 @@ KINDS = [
         "Blurry",
         "quality",
         False,
-        f"cleanvision's blur score below {BLURRY} (edges measured at {SIDE} px; 0 = no edges at all)",
+        f"cleanvision's edge score below {BLURRY} (edges measured at {SIDE} px; 0 = no edges at all); "
+        "plain images are low information instead",
     ),
     Kind(
         "low_information",
@@ -68,8 +70,8 @@ KINDS = [
         "Odd size",
         "quality",
         False,
-        f"sqrt(width x height) outside the dataset's [q1 - {ODD_SIZE_IQR:g} IQR, q3 + {ODD_SIZE_IQR:g} IQR] "
-        f"and at least {ODD_SIZE_FACTOR:g}x from its median",
+        f"sqrt(width x height) more than {ODD_SIZE_IQR:g} interquartile ranges outside the middle half of the "
+        f"dataset's (log scale) and at least {ODD_SIZE_FACTOR:g}x from its median",
     ),
     Kind(
         "grayscale",
@@ -129,17 +131,15 @@ def _pixel_stats(pixels: np.ndarray) -> tuple[float, float, float, float, float]
     rgb = np.asarray(small, np.float32)
     brightness = np.sqrt((rgb * rgb) @ LUMA) / 255
     p5, p99 = np.percentile(brightness, [5, 99])
-    grey = small.convert("L")
-    edges = np.asarray(grey.filter(ImageFilter.FIND_EDGES), np.float32)
-    flat = 1 - np.exp(-BLUR_SCALE * np.std(grey.histogram()))
-    blur = min(1.0, 1 - np.exp(-BLUR_SCALE * edges.std()) + (flat if flat > BLUR_FLAT else 0.0))
+    edges = np.asarray(small.convert("L").filter(ImageFilter.FIND_EDGES), np.float32)
+    blur = 1 - np.exp(-BLUR_SCALE * edges.std())
     spread = np.percentile(rgb.max(-1) - rgb.min(-1), 99)
     return float(p99), float(p5), float(blur), float(entropy), float(spread)
 
 
 def _beyond(score: float, threshold: float) -> float:
     """Confidence of a "below `threshold` is bad" finding: 0.5 at the threshold, 1 at zero."""
-    return 0.5 + 0.5 * min(1.0, max(0.0, (threshold - score) / threshold))
+    return 0.5 + 0.5 * min(1.0, max(0.0, float(threshold - score) / threshold))
 
 
 def quality_findings(photos: list[Photo], m: Measures) -> list[Finding]:
@@ -168,7 +168,7 @@ def _pixel_flags(m: Measures) -> Iterator[Flag]:
     for i in np.flatnonzero(m.bright_p5 > LIGHT):
         confidence = _beyond(1 - m.bright_p5[i], 1 - LIGHT)
         yield i, "light", confidence, f"darkest 5% at {m.bright_p5[i]:.0%} brightness", review
-    for i in np.flatnonzero(m.blur < BLURRY):
+    for i in np.flatnonzero((m.blur < BLURRY) & (m.entropy >= LOW_INFORMATION)):
         yield i, "blurry", _beyond(m.blur[i], BLURRY), f"blur score {m.blur[i]:.3f}", review
     for i in np.flatnonzero(m.entropy < LOW_INFORMATION):
         yield (
@@ -197,12 +197,13 @@ def _pixel_flags(m: Measures) -> Iterator[Flag]:
 
 
 def _size_flags(size: np.ndarray) -> Iterator[Flag]:
-    known = size[np.isfinite(size)]
+    known = np.log(size[np.isfinite(size) & (size > 0)])
     if len(known) < 4:  # quartiles of a handful of photos say nothing
         return
-    q1, median, q3 = np.percentile(known, [25, 50, 75])
-    low = min(q1 - ODD_SIZE_IQR * (q3 - q1), median / ODD_SIZE_FACTOR)
-    high = max(q3 + ODD_SIZE_IQR * (q3 - q1), median * ODD_SIZE_FACTOR)
+    q1, middle, q3 = np.percentile(known, [25, 50, 75])
+    median = float(np.exp(middle))
+    low = float(np.exp(min(q1 - ODD_SIZE_IQR * (q3 - q1), middle - np.log(ODD_SIZE_FACTOR))))
+    high = float(np.exp(max(q3 + ODD_SIZE_IQR * (q3 - q1), middle + np.log(ODD_SIZE_FACTOR))))
     detail = "{:.0f} px (sqrt of the area; the median is " + f"{median:.0f})"
     for i in np.flatnonzero(size < low):
         yield (
