@@ -1,7 +1,8 @@
-"""The whole tutorial in one call: collect -> train -> evaluate -> report, each stage writing
-its files under one folder so any stage can be rerun alone:
+"""The whole tutorial in one call: collect -> check -> train -> evaluate -> report, each stage
+writing its files under one folder so any stage can be rerun alone:
 
     OUT/data/{train,val,test}/<class>/   OUT/data/manifest.sqlite   OUT/data/ATTRIBUTION.csv
+    OUT/check.html   (OUT/data/_quarantine/ with `clean=True`)
     OUT/model/model.safetensors + photoclass.json
     OUT/metrics.json   OUT/report.html
 
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from photoclass.bundle import META
+from photoclass.checking.findings import CheckResult
 from photoclass.collecting import CollectSummary, collect
 from photoclass.config import CollectConfig, TrainConfig
 from photoclass.evaluation.evaluate import Evaluation
@@ -43,6 +45,7 @@ class RunSummary:
     evaluation: Evaluation
     report: Path
     seconds: float
+    checked: CheckResult
 
 
 def run(
@@ -51,9 +54,12 @@ def run(
     api_key: str,
     train_config: TrainConfig | None = None,
     *,
+    clean: bool = False,
     progress: Progress = NO_PROGRESS,
 ) -> RunSummary:
-    """Collect photos for `collect_config.classes`, train, evaluate on the test split, report.
+    """Collect photos for `collect_config.classes`, check them (`OUT/check.html`; `clean=True`
+    quarantines what the check is confident about before training), train, evaluate on the
+    test split, report.
 
     Rerunning after an interruption continues where it stopped: collect downloads only what
     is missing, and training resumes from its last checkpoint."""
@@ -62,12 +68,15 @@ def run(
     started = time.perf_counter()
     out = Path(out)
     data, model = out / "data", out / "model"
-    log.info("1/4 collect %s -> %s", ", ".join(collect_config.classes), data)
+    log.info("1/5 collect %s -> %s", ", ".join(collect_config.classes), data)
     collected = collect(collect_config, data, api_key, progress=progress is not NO_PROGRESS)
-    log.info("2/4 train -> %s", model)
+    log.info("2/5 check %s -> %s", data, out / "check.html")
+    checked = api.check(data, report_out=out / "check.html", fix=clean, progress=progress)
+    log.info("check: %s", checked.headline())
+    log.info("3/5 train -> %s", model)
     if not (model / META).exists() or (model / CHECKPOINT).exists():
         api.train(data, model, train_config, resume=(model / CHECKPOINT).exists(), progress=progress)
-    log.info("3/4 evaluate on the test split, 4/4 report")
+    log.info("4/5 evaluate on the test split, 5/5 report")
     evaluation = api.evaluate(
         model,
         data / "test",
@@ -75,7 +84,8 @@ def run(
         report_out=out / "report.html",
         progress=progress,
     )
-    return RunSummary(out, collected, model, evaluation, out / "report.html", time.perf_counter() - started)
+    seconds = time.perf_counter() - started
+    return RunSummary(out, collected, model, evaluation, out / "report.html", seconds, checked)
 
 
 def demo(out: Path, *, progress: Progress = NO_PROGRESS) -> RunSummary:

@@ -124,13 +124,16 @@ class CheckResult:
                 chosen.append(finding)
         return chosen
 
+    def found(self) -> str:
+        """What was found, in a few words: "2 duplicates, 1 off-topic" (or "nothing to report")."""
+        counts = self.counts()
+        return (
+            ", ".join(f"{n} {self.kinds[k].title.lower()}" for k, n in counts.items()) or "nothing to report"
+        )
+
     def headline(self) -> str:
         """One line: how much was checked, what was found, what was moved."""
-        found = ", ".join(f"{n} {self.kinds[k].title.lower()}" for k, n in self.counts().items())
-        line = (
-            f"checked {self.total_files} files in {len(self.classes)} classes in {self.seconds:.0f} s: "
-            + (f"{len(self.findings)} finding(s) ({found})" if self.findings else "nothing to report")
-        )
+        line = f"checked {self.total_files} files in {len(self.classes)} classes in {self.seconds:.0f} s: {self.found()}"
         if self.moved:
             line += f"; {len(self.moved)} file(s) moved to {self.root / '_quarantine'}"
         return line

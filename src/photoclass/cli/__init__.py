@@ -465,12 +465,15 @@ def run(
     simulator: Annotated[
         bool, typer.Option("--simulator", help="Use a local Flickr simulator: no key, no network.")
     ] = False,
+    clean: Annotated[
+        bool, typer.Option("--clean", help="Quarantine what `check` flags with confidence before training.")
+    ] = False,
     config: Annotated[
         Path | None, typer.Option("--config", "-c", help="TOML file with [collect] and [train] tables.")
     ] = None,
 ) -> None:
-    """The reference tutorial in one command: collect photos from Flickr, train, evaluate on the
-    held-out test photos, write the report. Rerun the same command to resume after a stop.
+    """The reference tutorial in one command: collect photos from Flickr, check them, train,
+    evaluate on the held-out test photos, write the reports. Rerun the same command to resume.
 
     Example: FLICKR_API_KEY=... photoclass run cat owl --out runs/cats-owls
     """
@@ -485,9 +488,10 @@ def run(
 
         with SimServer(tuple(collect_cfg.classes), 2 * collect_cfg.per_class) as sim:
             cfg = dataclasses.replace(collect_cfg, api_url=sim.api_url)
-            summary = run_pipeline(out, cfg, sim.api_key, train_cfg, progress=RichProgress())
+            summary = run_pipeline(out, cfg, sim.api_key, train_cfg, clean=clean, progress=RichProgress())
     else:
-        summary = run_pipeline(out, collect_cfg, find_api_key(config), train_cfg, progress=RichProgress())
+        key = find_api_key(config)
+        summary = run_pipeline(out, collect_cfg, key, train_cfg, clean=clean, progress=RichProgress())
     render.run_summary(summary)
 
 
