@@ -1,0 +1,67 @@
+"""The scoring behind mislabelled and off-topic findings, on made-up features and probabilities
+where the right answer is known."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from photoclass.checking import labels, outliers
+
+
+def _clusters(rng: np.random.Generator, per_class: int, dims: int = 40) -> tuple[np.ndarray, np.ndarray]:
+    centres = rng.normal(0, 1, (2, dims)) * 3
+    features = np.concatenate([c + rng.normal(0, 1, (per_class, dims)) for c in centres])
+    return features.astype(np.float32), np.repeat([0, 1], per_class)
+
+
+def test_confident_learning_flags_the_swapped_labels_only() -> None:
+    rng = np.random.default_rng(0)
+    given = np.repeat([0, 1, 2], 100)
+    probs = np.full((300, 3), 0.02)
+    probs[np.arange(300), given] = 0.96
+    probs[:, :] += rng.uniform(0, 0.02, probs.shape)
+    swapped = [3, 150, 250]  # these photos look like another class
+    for i, looks_like in zip(swapped, [1, 2, 0], strict=True):
+        probs[i] = 0.02
+        probs[i, looks_like] = 0.96
+    unsure = 77  # a photo the probes are torn about, but still give its own label
+    probs[unsure] = [0.5, 0.45, 0.05]
+    probs /= probs.sum(1, keepdims=True)
+    flagged, suggested = labels.label_issues(probs, given)
+    assert sorted(np.flatnonzero(flagged)) == swapped
+    assert list(suggested[swapped]) == [1, 2, 0]
+
+
+def test_out_of_fold_probabilities_find_a_flipped_label() -> None:
+    rng = np.random.default_rng(1)
+    features, given = _clusters(rng, 60)
+    given[5] = 1  # a photo of class 0 labelled 1
+    probs = labels.out_of_fold_probabilities(features, given, 2)
+    assert probs.shape == (120, 2) and np.allclose(probs.sum(1), 1, atol=1e-5)
+    assert probs[5, 0] > 0.9  # judged by probes that never saw its label
+    flagged, suggested = labels.label_issues(probs, given)
+    assert list(np.flatnonzero(flagged)) == [5] and suggested[5] == 0
+
+
+def test_a_far_photo_and_a_group_of_strays_are_off_topic() -> None:
+    rng = np.random.default_rng(2)
+    features, given = _clusters(rng, 300)
+    far = rng.normal(0, 1, (1, 40)) * 3 + 30
+    # Eight near-identical strays: a group closer to each other than to any class. They are
+    # found only because k (2% of a class, at least 10) exceeds the group.
+    group = rng.normal(0, 1, (1, 40)) * 3 + 12 + rng.normal(0, 0.1, (8, 40))
+    strays = np.concatenate([far, group]).astype(np.float32)
+    everything = np.concatenate([features, strays])
+    labelled = np.concatenate([given, rng.integers(0, 2, len(strays))])
+    scores, _ = outliers.outlier_scores(everything, labelled, 2)
+    assert (scores[-len(strays) :] > outliers.OFF_TOPIC).all()
+    assert (scores[: len(features)] > outliers.OFF_TOPIC).mean() < 0.02
+    # New photos scored against a labelled reference (how a trained model can say "none of these"):
+    new, _ = outliers.outlier_scores(features, given, 2, query=np.concatenate([features[:3], far]))
+    assert list(new > outliers.OFF_TOPIC) == [False, False, False, True]
+
+
+def test_the_k_th_neighbour_distance() -> None:
+    points = np.array([[0.0], [1.0], [3.0], [7.0]], np.float32)
+    assert list(outliers.kth_distances(points, points, 1, same=True)) == [1, 1, 2, 4]
+    assert list(outliers.kth_distances(points, np.array([[2.0]], np.float32), 2)) == [1]
