@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from photoclass.checking import agreement, duplicates, labels, layout, outliers, quality
-from photoclass.checking.features import DEFAULT_MODEL, embed, feature_size
+from photoclass.checking.features import DEFAULT_MODEL, embed_files, feature_size
 from photoclass.checking.findings import FIX_CONFIDENCE, GROUPS, CheckResult, Finding, Kind
 from photoclass.checking.quarantine import quarantine
 from photoclass.data.cache import decode_all
@@ -87,7 +87,7 @@ def _content_findings(
     known = [k for k, i in enumerate(decoded) if photos[i].known]
     if len(classes) < 1 or len(known) < 2:
         return []
-    features = embed(images, model, progress)[known]
+    features = embed_files([photos[i].path for i in decoded], images, model, progress)[known]
     index = [decoded[k] for k in known]
     members = [photos[i] for i in index]
     given = np.array([classes.index(p.label) for p in members])

@@ -2,15 +2,21 @@
 
 `check` finds mislabelled and off-topic photos in this space (linear probes and nearest
 neighbours on features computed once), and so can anything else that needs to compare photos
-by content. This is the one place that knows how to get them out of a registered model.
+by content. This is the one place that knows how to get them out of a registered model
+(`embed`); `embed_files` keeps them in the decode cache, so a second check of the same files
+(the one with `fix=True` after reading the report, a rerun of `photoclass run`) reuses them.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from photoclass.checking.findings import DEFAULT_MODEL
+from photoclass.data.cache import derived
 from photoclass.data.preprocess import Normalize
 from photoclass.errors import ConfigError
 from photoclass.models import create_model, get_model_entry, list_models
@@ -50,3 +56,11 @@ def embed(images: np.ndarray, model: str = DEFAULT_MODEL, progress: Progress = N
         description=f"features ({model})",
     )
     return features.numpy()
+
+
+def embed_files(
+    paths: Sequence[Path], images: np.ndarray, model: str = DEFAULT_MODEL, progress: Progress = NO_PROGRESS
+) -> np.ndarray:
+    """`embed(images)`, where `images` are the decoded `paths`, computed once per set of files."""
+    size = feature_size(model)
+    return derived(paths, size, f"features-{model}", lambda: embed(images, model, progress))

@@ -133,7 +133,8 @@ class CheckResult:
 
     def headline(self) -> str:
         """One line: how much was checked, what was found, what was moved."""
-        line = f"checked {self.total_files} files in {len(self.classes)} classes in {self.seconds:.0f} s: {self.found()}"
+        found = f"{len(self.findings)} finding(s): {self.found()}" if self.findings else self.found()
+        line = f"checked {self.total_files} files in {len(self.classes)} classes in {self.seconds:.0f} s; {found}"
         if self.moved:
             line += f"; {len(self.moved)} file(s) moved to {self.root / '_quarantine'}"
         return line

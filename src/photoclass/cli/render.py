@@ -139,3 +139,42 @@ def run_summary(summary: Any) -> None:
 def _check_line(result: Any) -> str:
     moved = f"; {len(result.moved)} moved to {result.root / '_quarantine'}" if result.moved else ""
     return f"{result.found()}{moved} ({result.report})"
+
+
+def check_result(result: Any, fmt: Format) -> None:
+    """`check`'s findings as a table and a summary line (or JSON, CSV); what to do next on stderr."""
+    root = result.root
+    if fmt is Format.json:
+        sys.stdout.write(json.dumps(result.to_dict(), indent=2) + "\n")
+        return
+    if fmt is Format.csv:
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        columns = ["kind", "path", "confidence", "action", "detail", "split", "label", "suggested", "other"]
+        writer.writerow(columns)
+        for finding in result.findings:
+            row = finding.to_dict(root)
+            writer.writerow(["" if row[c] is None else row[c] for c in columns])
+        return
+    if result.findings:
+        table = Table("kind", "file", "confidence", "why", "what to do")
+        for f in result.findings:
+            row = f.to_dict(root)
+            table.add_row(
+                result.kinds[f.kind].title,
+                escape(row["path"]),
+                f"{f.confidence:.2f}",
+                escape(f.detail),
+                escape(f.action),
+            )
+        out.print(table)
+    out.print(escape(result.headline()), highlight=False, soft_wrap=True)
+    if result.moved:
+        note(f"undo: photoclass check {root} --undo")
+    else:
+        movable = len(result.to_fix())
+        if movable:
+            note(
+                f"--fix would move {movable} file(s) with confidence >= {result.min_confidence:g} into {root / '_quarantine'}"
+            )
+    if result.report is not None:
+        note(f"report written to {result.report}")
