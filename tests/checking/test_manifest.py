@@ -17,6 +17,7 @@ from photoclass.checking.findings import Finding
 from photoclass.collecting.download import Checked
 from photoclass.collecting.flickr import Photo
 from photoclass.collecting.manifest import MANIFEST, Manifest, Outcome
+from photoclass.errors import DatasetError
 
 
 def _photo(n: int) -> Photo:
@@ -99,3 +100,9 @@ def test_a_fix_records_the_quarantine_and_undo_restores_every_row(collected: Pat
     quarantine.undo(collected)
     copy.unlink()
     assert _rows(collected) == before
+
+
+def test_a_broken_manifest_is_a_one_line_error(collected: Path) -> None:
+    (collected / MANIFEST).write_bytes(b"this is not SQLite" * 100)
+    with pytest.raises(DatasetError, match="is not a manifest photoclass can read"):
+        agreement.manifest_findings(collected, layout.take_inventory(collected).photos)

@@ -65,3 +65,14 @@ def test_the_k_th_neighbour_distance() -> None:
     points = np.array([[0.0], [1.0], [3.0], [7.0]], np.float32)
     assert list(outliers.kth_distances(points, points, 1, same=True)) == [1, 1, 2, 4]
     assert list(outliers.kth_distances(points, np.array([[2.0]], np.float32), 2)) == [1]
+
+
+def test_a_class_too_small_to_judge_is_left_alone() -> None:
+    rng = np.random.default_rng(3)
+    features, given = _clusters(rng, 100)
+    tiny = rng.normal(0, 1, (outliers.K_MIN, 40)).astype(np.float32) + 50  # far from both, few
+    scores, _ = outliers.outlier_scores(
+        np.concatenate([features, tiny]), np.r_[given, [2] * outliers.K_MIN], 3
+    )
+    assert (scores[-outliers.K_MIN :] == 0).all()
+    assert (scores[:200] < outliers.OFF_TOPIC).mean() > 0.98

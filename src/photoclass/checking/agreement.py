@@ -23,6 +23,7 @@ from typing import Any
 from photoclass.checking.findings import Finding, Kind
 from photoclass.checking.layout import Photo
 from photoclass.collecting.manifest import MANIFEST
+from photoclass.errors import DatasetError
 
 KINDS = [
     Kind(
@@ -55,9 +56,15 @@ QUARANTINED = "check: {kind}"  # the manifest's `error` for a photo a fix moved
 
 @contextmanager
 def _open(root: Path) -> Iterator[sqlite3.Connection]:
-    with closing(sqlite3.connect(root / MANIFEST)) as db:
-        db.row_factory = sqlite3.Row
-        yield db
+    try:
+        with closing(sqlite3.connect(root / MANIFEST)) as db:
+            db.row_factory = sqlite3.Row
+            yield db
+    except sqlite3.DatabaseError as e:
+        raise DatasetError(
+            f"{root / MANIFEST} is not a manifest photoclass can read ({e}); move it out of {root} "
+            "to check the folder without it"
+        ) from None
 
 
 def has_manifest(root: Path) -> bool:

@@ -96,7 +96,9 @@ def outlier_scores(
 ) -> tuple[np.ndarray, np.ndarray]:
     """(score, nearest class) for each query row (`query=None`: the reference rows themselves).
 
-    `score` is the distance to the nearest class over a typical member's distance to it."""
+    `score` is the distance to the nearest class over a typical member's distance to it. A
+    class with fewer than `K_MIN + 1` photos has no typical distance: it is left out, and its
+    own photos (`query=None`) score 0, since nothing can be said of them."""
     space = fit_space(reference)
     ref = space.project(reference)
     same = query is None
@@ -104,7 +106,9 @@ def outlier_scores(
     ratios = np.full((len(points), n_classes), np.inf, np.float32)
     for c in range(n_classes):
         members = np.flatnonzero(labels == c)
-        if len(members) < 2:
+        if len(members) <= K_MIN:
+            if same:
+                ratios[members, c] = 0.0
             continue
         k = neighbours(len(members))
         own = kth_distances(ref[members], ref[members], k, same=True)
@@ -113,7 +117,9 @@ def outlier_scores(
             distances[members] = own
         typical = max(float(np.median(own)), 1e-12)
         ratios[:, c] = distances / typical
-    return ratios.min(1), ratios.argmin(1)
+    scores = ratios.min(1)
+    scores[np.isinf(scores)] = 0.0  # no class to compare with
+    return scores, ratios.argmin(1)
 
 
 def off_topic_findings(
