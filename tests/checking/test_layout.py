@@ -78,3 +78,17 @@ def test_a_path_that_is_not_a_folder_is_an_error(tmp_path: Path) -> None:
         photoclass.check(tmp_path / "nowhere", progress=False)
     with pytest.raises(DatasetError, match="does not exist or is not a folder"):
         photoclass.undo_check(tmp_path / "nowhere")
+
+
+def test_any_class_names(tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    for cls in ("猫", "<b>owl & co"):
+        for i in range(3):
+            _photo(root / "train" / cls / f"{i}.jpg", (40 * i, 200, 90 if cls == "猫" else 10))
+    _photo(root / "val" / "猫" / "copy.jpg", (0, 200, 90))  # the same picture as train/猫/0.jpg
+    result = photoclass.check(root, report_out=tmp_path / "check.html", progress=False)
+    assert result.classes == ["<b>owl & co", "猫"]
+    [leak] = [f for f in result.findings if f.kind == "leakage"]
+    assert leak.path.relative_to(root).as_posix() == "val/猫/copy.jpg"
+    html = (tmp_path / "check.html").read_text(encoding="utf-8")
+    assert "&lt;b&gt;owl &amp; co" in html and "<b>owl" not in html and "val/猫/copy.jpg" in html
