@@ -35,6 +35,9 @@ K_SHARE, K_MIN, K_MAX = 0.02, 10, 50
 # Score threshold: 1% of cats-owls's own photos score above 1.22, drawings 1.48 and more,
 # eagles 1.1 to 1.4.
 OFF_TOPIC = 1.3
+# Confidence: 0.5 at the threshold, 1 at this score; 0.9 (a fix's default) at 1.42, higher than
+# any of cats-owls's own photos scored in bench/check.py (1.35 at most), lower than any drawing.
+CERTAIN = 1.45
 _CHUNK = 1024  # query rows per distance block: 1024 x 10,000 float32 = 40 MB
 
 KINDS = [
@@ -45,7 +48,7 @@ KINDS = [
         True,
         f"in pretrained features, farther than {OFF_TOPIC:g}x a typical photo's distance from every class "
         f"(k-th nearest neighbour, k = {K_SHARE:.0%} of the class, {K_MIN} to {K_MAX}); confidence 0.5 at "
-        f"{OFF_TOPIC:g}x, 1 at {2 * OFF_TOPIC - 1:g}x",
+        f"{OFF_TOPIC:g}x, 1 at {CERTAIN:g}x",
     )
 ]
 
@@ -128,7 +131,7 @@ def off_topic_findings(
     findings = []
     for i in np.flatnonzero(scores > OFF_TOPIC):
         p = photos[i]
-        confidence = 0.5 + 0.5 * min(1.0, (scores[i] - OFF_TOPIC) / (OFF_TOPIC - 1))
+        confidence = 0.5 + 0.5 * min(1.0, (scores[i] - OFF_TOPIC) / (CERTAIN - OFF_TOPIC))
         findings.append(
             Finding(
                 "off_topic",
