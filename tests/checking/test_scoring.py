@@ -3,9 +3,12 @@ where the right answer is known."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from photoclass.checking import labels, outliers
+from photoclass.checking.layout import Photo
 
 
 def _clusters(rng: np.random.Generator, per_class: int, dims: int = 40) -> tuple[np.ndarray, np.ndarray]:
@@ -76,3 +79,12 @@ def test_a_class_too_small_to_judge_is_left_alone() -> None:
     )
     assert (scores[-outliers.K_MIN :] == 0).all()
     assert (scores[:200] < outliers.OFF_TOPIC).mean() > 0.98
+
+
+def test_a_class_with_under_half_the_photos_of_the_largest_is_imbalanced(tmp_path: Path) -> None:
+    counts = {"cat": 100, "owl": 51, "dog": 49}
+    photos = [Photo(tmp_path / c / f"{i}.jpg", "train", c, True) for c, n in counts.items() for i in range(n)]
+    photos += [Photo(tmp_path / "val" / f"{i}.jpg", "val", "dog", True) for i in range(100)]  # train/ only
+    [finding] = labels.imbalance_findings(photos, sorted(counts), tmp_path / "train")
+    assert finding.path == tmp_path / "train" / "dog" and finding.detail == "49 photos, 49% of cat's 100"
+    assert abs(finding.confidence - 0.51) < 1e-9 and "`balance=True`" in finding.action
