@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from photoclass.checking.features import embed_files, feature_size
-from photoclass.data.cache import cache_dir, decode_all
+from photoclass.data.cache import cache_dir, cache_key, decode_all
 from photoclass.errors import ConfigError
 
 
@@ -25,7 +25,7 @@ def test_features_are_computed_once_per_set_of_files(tmp_path: Path) -> None:
     first = embed_files(paths, images)
     assert first.shape == (3, 1280) and np.isfinite(first).all()
     assert not np.allclose(first[0], first[1])  # different photos, different features
-    [stored] = cache_dir().glob("*.features-efficientnet-lite0.npy")
+    stored = cache_dir() / f"{cache_key(paths, size)}.features-efficientnet-lite0.npy"
     np.save(stored, np.full_like(first, 7.0))  # what is in the cache is what comes back
     assert (embed_files(paths, images) == 7.0).all()
     os.utime(paths[0], ns=(1, 1))  # a file changed: computed again
