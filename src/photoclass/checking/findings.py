@@ -125,10 +125,10 @@ class CheckResult:
         return chosen
 
     def found(self) -> str:
-        """What was found, in a few words: "2 duplicates, 1 off-topic" (or "nothing to report")."""
+        """What was found, in a few words: "duplicates 2, off-topic 1" (or "nothing to report")."""
         counts = self.counts()
         return (
-            ", ".join(f"{n} {self.kinds[k].title.lower()}" for k, n in counts.items()) or "nothing to report"
+            ", ".join(f"{self.kinds[k].title.lower()} {n}" for k, n in counts.items()) or "nothing to report"
         )
 
     def headline(self) -> str:
