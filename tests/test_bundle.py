@@ -14,9 +14,11 @@ from typing import Any
 
 import numpy as np
 import pytest
+from typer.testing import CliRunner
 
 import photoclass
 from photoclass.bundle import META, SCHEMA, VERSION, WEIGHTS, load_bundle, read_meta, save_bundle
+from photoclass.cli import app
 from photoclass.errors import BundleError
 from photoclass.models import create_model
 
@@ -45,9 +47,19 @@ def test_a_giant_image_size_is_one_line_before_any_photo_is_decoded(bundle_copy:
     # Unchecked, prediction asks numpy for 10^9 x 10^9 x 3 bytes (2.6 EiB) and dies.
     edit_meta(bundle_copy, lambda m: m.update(image_size=10**9))
     with pytest.raises(
-        BundleError, match=r"`image_size` is 1000000000, expected a whole number from 32 to 1024"
+        BundleError, match=r'"image_size" is 1000000000, expected a whole number from 32 to 1024'
     ):
         photoclass.predict(bundle_copy, [shapes3 / "test"])
+
+
+def test_the_cli_prints_the_one_line_unchanged(bundle_copy: Path, shapes3: Path) -> None:
+    edit_meta(bundle_copy, lambda m: m.update(image_size=10**9))
+    result = CliRunner().invoke(
+        app, ["predict", str(bundle_copy), str(shapes3 / "test")], env={"COLUMNS": "300"}
+    )
+    assert result.exit_code == 1
+    assert '"image_size" is 1000000000, expected a whole number from 32 to 1024' in result.output
+    assert "Traceback" not in result.output and "--image-size" not in result.output
 
 
 def _set(field: str, value: Any) -> Callable[[dict[str, Any]], Any]:
@@ -61,37 +73,37 @@ def _drop(field: str) -> Callable[[dict[str, Any]], Any]:
 @pytest.mark.parametrize(
     ("change", "expected"),
     [
-        (_set("format", "keras"), "`format` is 'keras', expected 'photoclass-bundle'"),
-        (_set("version", "1"), "`version` is '1', expected a whole number from 1 to 1"),
-        (_set("architecture", "resnet-9000"), "`architecture` is 'resnet-9000', expected one of: "),
-        (_drop("architecture"), "`architecture` is missing"),
-        (_set("classes", []), "`classes` has 0 items, expected a list of 2 to 10000 items"),
-        (_set("classes", ["circle", "square", "circle"]), "`classes[2]` repeats 'circle'"),
-        (_set("classes", ["circle", "", "x"]), "`classes[1]` is '', expected a string of 1 to 255"),
-        (_set("classes", ["circle", 7, "x"]), "`classes[1]` is 7, expected a string"),
+        (_set("format", "keras"), "\"format\" is 'keras', expected 'photoclass-bundle'"),
+        (_set("version", "1"), "\"version\" is '1', expected a whole number from 1 to 1"),
+        (_set("architecture", "resnet-9000"), "\"architecture\" is 'resnet-9000', expected one of: "),
+        (_drop("architecture"), '"architecture" is missing'),
+        (_set("classes", []), '"classes" has 0 items, expected a list of 2 to 10000 items'),
+        (_set("classes", ["circle", "square", "circle"]), "\"classes[2]\" repeats 'circle'"),
+        (_set("classes", ["circle", "", "x"]), "\"classes[1]\" is '', expected a string of 1 to 255"),
+        (_set("classes", ["circle", 7, "x"]), '"classes[1]" is 7, expected a string'),
         (
             _set("classes", ["a", "b", "c" * 300]),
-            "`classes[2]` has 300 characters, expected a string of 1 to 255",
+            '"classes[2]" has 300 characters, expected a string of 1 to 255',
         ),
-        (_set("classes", [f"c{i}" for i in range(10_001)]), "`classes` has 10001 items"),
-        (_set("image_size", 31), "`image_size` is 31, expected a whole number from 32 to 1024"),
-        (_set("image_size", 48.0), "`image_size` is 48.0, expected a whole number"),
-        (_set("image_size", True), "`image_size` is true, expected a whole number"),
-        (_set("mean", [0.5, 0.5]), "`mean` has 2 items, expected a list of 3 items"),
-        (_set("std", [0.2, 0.0, 0.2]), "`std[1]` is 0.0, expected a number > 0"),
-        (_set("std", [0.2, float("nan"), 0.2]), "`std[1]` is nan, expected a number > 0"),
-        (_set("mean", [0.5, float("inf"), 0.5]), "`mean[1]` is inf, expected a finite number"),
-        (_set("precision", "fp8"), "`precision` is 'fp8', expected one of: bf16, fp32"),
-        (_set("resize", "crop"), "`resize` is 'crop', expected one of: squash"),
-        (_set("history", {"epoch": 1}), "`history` is an object, expected a list"),
-        (_set("history", [{"phase": "train"}]), "`history[0].epoch` is missing"),
-        (_set("best_epoch", 99), "`best_epoch` is 99, but `history` holds"),
+        (_set("classes", [f"c{i}" for i in range(10_001)]), '"classes" has 10001 items'),
+        (_set("image_size", 31), '"image_size" is 31, expected a whole number from 32 to 1024'),
+        (_set("image_size", 48.0), '"image_size" is 48.0, expected a whole number'),
+        (_set("image_size", True), '"image_size" is true, expected a whole number'),
+        (_set("mean", [0.5, 0.5]), '"mean" has 2 items, expected a list of 3 items'),
+        (_set("std", [0.2, 0.0, 0.2]), '"std[1]" is 0.0, expected a number > 0'),
+        (_set("std", [0.2, float("nan"), 0.2]), '"std[1]" is nan, expected a number > 0'),
+        (_set("mean", [0.5, float("inf"), 0.5]), '"mean[1]" is inf, expected a finite number'),
+        (_set("precision", "fp8"), "\"precision\" is 'fp8', expected one of: bf16, fp32"),
+        (_set("resize", "crop"), "\"resize\" is 'crop', expected one of: squash"),
+        (_set("history", {"epoch": 1}), '"history" is an object, expected a list'),
+        (_set("history", [{"phase": "train"}]), '"history[0].epoch" is missing'),
+        (_set("best_epoch", 99), '"best_epoch" is 99, but "history" holds'),
         (
             _set("validation", {"accuracy": 3}),
-            "`validation.accuracy` is 3, expected a finite number from 0 to 1",
+            '"validation.accuracy" is 3, expected a finite number from 0 to 1',
         ),
-        (_set("skipped", [{"path": "x.jpg"}]), "`skipped[0].reason` is missing"),
-        (_set("versions", {"torch": 2}), "`versions.torch` is 2, expected a string"),
+        (_set("skipped", [{"path": "x.jpg"}]), '"skipped[0].reason" is missing'),
+        (_set("versions", {"torch": 2}), '"versions.torch" is 2, expected a string'),
     ],
 )
 def test_each_field_is_checked_and_named(bundle_copy: Path, change: Callable, expected: str) -> None:
@@ -142,7 +154,7 @@ def test_old_bundles_without_later_fields_still_load(bundle_copy: Path) -> None:
 def test_weights_that_do_not_fit_the_description(bundle_copy: Path) -> None:
     edit_meta(bundle_copy, lambda m: m.update(classes=["a", "b", "c", "d"]))
     message = refused(bundle_copy)
-    assert "model.safetensors: tensor `" in message and "is F32 [3, " in message
+    assert 'model.safetensors: tensor "' in message and "is F32 [3, " in message
     assert "needs F32 [4, " in message and "do not match photoclass.json" in message
 
     edit_meta(bundle_copy, lambda m: m.update(classes=["a", "b", "c"], architecture="efficientnet-lite0"))
@@ -187,7 +199,7 @@ def test_shapes_are_compared_before_the_network_is_built(tmp_path: Path) -> None
         [sys.executable, "-c", PEAK_RSS, str(tmp_path)], capture_output=True, text=True, check=True
     )
     grown_kib, message = done.stdout.split(" ", 1)
-    assert "tensor `" in message and "needs F32 [64, 2032128]" in message
+    assert 'tensor "' in message and "needs F32 [64, 2032128]" in message
     assert int(grown_kib) < 100 * 1024, f"peak memory grew by {int(grown_kib) // 1024} MiB"
 
 

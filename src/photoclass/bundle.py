@@ -238,7 +238,7 @@ def read_meta(folder: Path) -> dict[str, Any]:
         raise _refuse(path, str(e), e.fix or RETRAIN) from None
     best, history = meta.get("best_epoch"), meta.get("history", [])
     if best is not None and history and best >= len(history):
-        raise _refuse(path, f"`best_epoch` is {best}, but `history` holds {len(history)} epochs")
+        raise _refuse(path, f'"best_epoch" is {best}, but "history" holds {len(history)} epochs')
     return meta
 
 
@@ -265,14 +265,14 @@ def check_weights(path: Path, expected: dict[str, torch.Tensor], described: str)
         raise _refuse(path, f"is not a readable safetensors file ({str(e).splitlines()[0][:200]})") from None
     missing, extra = sorted(set(expected) - set(header)), sorted(set(header) - set(expected))
     if missing or extra:
-        which = f"lacks tensor `{missing[0]}`" if missing else f"has an unknown tensor `{extra[0]}`"
+        which = f'lacks tensor "{missing[0]}"' if missing else f'has an unknown tensor "{extra[0]}"'
         raise _refuse(path, f"{which} ({len(header)} tensors; {described} has {len(expected)})")
     for name, want in expected.items():
         shape, dtype = header[name]
         if shape != list(want.shape) or dtype != _SAFETENSORS_DTYPES.get(want.dtype):
             raise _refuse(
                 path,
-                f"tensor `{name}` is {dtype} {shape}, but {described} needs "
+                f'tensor "{name}" is {dtype} {shape}, but {described} needs '
                 f"{_SAFETENSORS_DTYPES.get(want.dtype)} {list(want.shape)}: the weights do not match {META}",
             )
 

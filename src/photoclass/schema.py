@@ -12,7 +12,7 @@ expected. Nothing is converted or defaulted: a document either passes as it is o
         "temperature": Field(Num(0.01, 100), required=False),  # a later addition: optional
     }
     validate({"image_size": 10**9, ...}, SCHEMA)
-    # Invalid: `image_size` is 1000000000, expected a whole number from 32 to 1024
+    # Invalid: "image_size" is 1000000000, expected a whole number from 32 to 1024
 
 Adding a field is one line. Fields added after documents were first written are
 `required=False`, so those older documents keep validating; keys a schema does not name are
@@ -51,7 +51,8 @@ class Invalid(ValueError):
     ("is 7, expected ..."), `fix` the field's own advice, if it has one."""
 
     def __init__(self, where: str, problem: str, fix: str | None = None) -> None:
-        super().__init__(f"`{where}` {problem}")
+        # Double quotes, as in JSON: backticks in photoclass messages name API parameters.
+        super().__init__(f'"{where}" {problem}')
         self.where, self.problem, self.fix = where, problem, fix
 
 
