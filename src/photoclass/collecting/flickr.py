@@ -267,7 +267,13 @@ class FlickrClient:
             yield from self._windows(params, seen, FLICKR_EPOCH, int(time.time()))
 
     def _page(self, params: dict[str, object], page: int) -> dict[str, Any]:
-        return self.call("flickr.photos.search", **params, per_page=PER_PAGE, page=page)["photos"]
+        photos = self.call("flickr.photos.search", **params, per_page=PER_PAGE, page=page).get("photos")
+        if not isinstance(photos, dict):
+            raise PhotoclassError(
+                f"Flickr API at {self.api_url} answered a search without its page of photos; "
+                "check the api_url setting, or rerun later"
+            )
+        return photos
 
     def _pages(
         self, params: dict[str, object], seen: set[str], first: dict[str, Any] | None = None
@@ -278,8 +284,9 @@ class FlickrClient:
         last = min(_int(page.get("pages")), MAX_RESULTS // PER_PAGE)
         number = 1
         while True:
-            for item in page.get("photo", []):
-                if str(item.get("id")) not in seen:
+            items = page.get("photo")
+            for item in items if isinstance(items, list) else []:
+                if isinstance(item, dict) and str(item.get("id")) not in seen:
                     seen.add(str(item.get("id")))
                     yield item
             number += 1
