@@ -75,7 +75,7 @@ def real_results(draw: st.DrawFn) -> dict:
     return item
 
 
-@settings(max_examples=examples(300))
+@settings(max_examples=examples(200))
 @given(item=any_results, chain=chains)
 def test_any_search_result_parses_to_a_safe_photo_or_none(item: dict, chain: tuple[str, ...]) -> None:
     photo = parse_photo(item, chain)
@@ -170,7 +170,7 @@ def flickr() -> Iterator[FlickrClient]:
     server.server_close()
 
 
-@settings(max_examples=examples(150))
+@settings(max_examples=examples(80))
 @given(
     status=st.sampled_from([200, 200, 200, 400, 404, 429, 500, 503]),
     retry_after=st.sampled_from(["", "1", "-5", "soon", "Wed, 21 Oct 2015 07:28:00 GMT", "9" * 400]),
@@ -208,7 +208,7 @@ search_pages = st.one_of(
 )
 
 
-@settings(max_examples=examples(100))
+@settings(max_examples=examples(60))
 @given(photos=search_pages)
 def test_a_search_yields_results_or_raises_a_photoclass_error(flickr: FlickrClient, photos: object) -> None:
     """Whatever an `ok` answer holds (the same page is served for every page asked)."""

@@ -56,7 +56,7 @@ def expected_additions(known: set[str], found: list[Photo], limit: int) -> list[
     return added
 
 
-@settings(max_examples=examples(60))
+@settings(max_examples=examples(40))
 @given(
     rounds=st.lists(
         st.tuples(st.sampled_from(CLASSES), st.lists(photos, max_size=12), st.integers(1, 15)), max_size=4
