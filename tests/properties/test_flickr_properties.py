@@ -106,7 +106,8 @@ def test_real_results_keep_their_values_whether_numbers_come_as_strings_or_not(
     if first:
         assert photo.url == item[f"url_{first}"]
         assert (photo.width, photo.height) == (int(item[f"width_{first}"]), int(item[f"height_{first}"]))
-    numbers = {k: int(v) if isinstance(v, str) and v.isdigit() and k != "id" else v for k, v in item.items()}
+    numeric = ("license", "dateupload", "width_", "height_")
+    numbers = {k: int(v) if k.startswith(numeric) else v for k, v in item.items()}
     assert parse_photo(numbers, chain) == photo  # "5" and 5 are the same license
 
 
