@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from photoclass.collecting.flickr import SIZES, FlickrClient, Photo, _decode, parse_photo, size_chain
@@ -77,6 +77,8 @@ def real_results(draw: st.DrawFn) -> dict:
 
 @settings(max_examples=examples(200))
 @given(item=any_results, chain=chains)
+@example(item={"id": "1", "license": float("inf"), "width_c": float("nan")}, chain=size_chain("c"))
+@example(item={"id": "9" * 21, "owner": "1@N01"}, chain=size_chain("c"))  # no 64-bit id is that long
 def test_any_search_result_parses_to_a_safe_photo_or_none(item: dict, chain: tuple[str, ...]) -> None:
     photo = parse_photo(item, chain)
     if photo is None:
