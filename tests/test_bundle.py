@@ -17,7 +17,7 @@ import pytest
 from typer.testing import CliRunner
 
 import photoclass
-from photoclass.bundle import META, SCHEMA, VERSION, WEIGHTS, load_bundle, read_meta, save_bundle
+from photoclass.bundle import META, PRECISIONS, SCHEMA, VERSION, WEIGHTS, load_bundle, read_meta, save_bundle
 from photoclass.cli import app
 from photoclass.errors import BundleError
 from photoclass.models import create_model
@@ -93,7 +93,10 @@ def _drop(field: str) -> Callable[[dict[str, Any]], Any]:
         (_set("std", [0.2, 0.0, 0.2]), '"std[1]" is 0.0, expected a number > 0'),
         (_set("std", [0.2, float("nan"), 0.2]), '"std[1]" is nan, expected a number > 0'),
         (_set("mean", [0.5, float("inf"), 0.5]), '"mean[1]" is inf, expected a finite number'),
-        (_set("precision", "fp8"), "\"precision\" is 'fp8', expected one of: bf16, fp32"),
+        (
+            _set("precision", "fp8"),
+            f"\"precision\" is 'fp8', expected one of: {', '.join(sorted(PRECISIONS))}",
+        ),
         (_set("resize", "crop"), "\"resize\" is 'crop', expected one of: squash"),
         (_set("history", {"epoch": 1}), '"history" is an object, expected a list'),
         (_set("history", [{"phase": "train"}]), '"history[0].epoch" is missing'),
