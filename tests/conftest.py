@@ -1,9 +1,9 @@
 """Shared fixtures: small real datasets and small, really trained models.
 
 The cats-owls photos are read in place from ../shared/data (their licence is unknown: never
-copied into the repo); datasets built here hold hard links to them (copies where the temporary
-folder is on another file system): photoclass does not follow symlinks that lead outside a data
-folder unless told to."""
+copied into the repo); datasets built here hold copies of them in a temporary folder (not
+symlinks, which photoclass does not follow out of a data folder unless told to; not hard links,
+through which a test that damages a photo would damage the original)."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ def _private_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest
 
 
 def cats_owls_sample(root: Path, per_class: dict[str, int], seed: int = 0) -> Path:
-    """`root/<split>/<class>/` with hard links to `n` real photos per class and split."""
+    """`root/<split>/<class>/` with copies of `n` real photos per class and split."""
     rng = random.Random(seed)
     for cls in ("cat", "owl"):
         photos = sorted((SHARED_DATA / "train" / cls).iterdir())
@@ -45,16 +45,9 @@ def cats_owls_sample(root: Path, per_class: dict[str, int], seed: int = 0) -> Pa
             folder = root / split / cls
             folder.mkdir(parents=True, exist_ok=True)
             for photo in photos[start : start + n]:
-                link_or_copy(photo, folder / photo.name)
+                shutil.copyfile(photo, folder / photo.name)
             start += n
     return root
-
-
-def link_or_copy(source: Path, dest: Path) -> None:
-    try:
-        os.link(source, dest)
-    except OSError:  # another file system
-        shutil.copyfile(source, dest)
 
 
 SHAPES = ("circle", "square", "triangle")
