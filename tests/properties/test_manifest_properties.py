@@ -13,9 +13,8 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from photoclass.collecting.download import Checked
 from photoclass.collecting.flickr import Photo
-from photoclass.collecting.manifest import Manifest, Outcome
+from photoclass.collecting.manifest import Checked, Manifest, Outcome
 
 from .conftest import examples
 
