@@ -110,7 +110,7 @@ def loads_or_refuses(folder: Path) -> None:
     assert sorted(label for label, _ in top) == sorted(bundle.classes)
 
 
-@settings(max_examples=examples(40))
+@settings(max_examples=examples(30))
 @given(data=st.data())
 def test_any_damage_to_the_description_loads_or_is_refused(pristine: tuple[Path, bytes, bytes], data) -> None:
     folder, meta_bytes, weights = pristine
@@ -136,7 +136,7 @@ def test_any_edit_of_the_description_text_loads_or_is_refused(
         (folder / META).write_bytes(meta_bytes)
 
 
-@settings(max_examples=examples(40))
+@settings(max_examples=examples(30))
 @given(
     at=st.integers(0, 600) | st.integers(0, 10**7),  # mostly the header; anywhere, too
     patch=st.binary(min_size=1, max_size=16),

@@ -55,7 +55,7 @@ def expected_additions(known: set[str], found: list[Photo], limit: int) -> list[
     return added
 
 
-@settings(max_examples=examples(40))
+@settings(max_examples=examples(30))
 @given(
     rounds=st.lists(
         st.tuples(st.sampled_from(CLASSES), st.lists(photos, max_size=12), st.integers(1, 15)), max_size=4

@@ -13,10 +13,10 @@ import http.client
 import io
 import json
 from collections.abc import Iterator
-from urllib.parse import quote, urlsplit
+from urllib.parse import parse_qsl, quote, urlsplit
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
@@ -94,20 +94,13 @@ def ask(base: str, method: str, target: str, body: bytes | None) -> tuple[int, s
         conn.close()
 
 
-@settings(max_examples=examples(60))
-@given(
-    method=st.sampled_from(["GET", "POST"]),
-    path=paths,
-    top_k=st.none() | top_ks,
-    body=bodies,
-)
-def test_any_request_gets_an_answer_and_errors_are_json(
-    served: str, method: str, path: str, top_k: str | None, body: bytes
-) -> None:
-    target = path + ("" if top_k is None else "?top_k=" + quote(top_k))
-    status, kind, answer = ask(served, method, target, body if method == "POST" else None)
+def check_answer(method: str, target: str, status: int, kind: str, answer: bytes) -> None:
+    """What every answer must be: no 5xx; JSON with a one-line `error` for every error, JSON for
+    every API answer (a redirect, e.g. of a trailing slash, aside); for a prediction, the
+    classes with the `top_k` asked for."""
+    event(f"{method} {urlsplit(target).path if status != 404 else '(elsewhere)'}: HTTP {status}")
     assert status < 500, f"{status}: {answer[:200]!r}"
-    if urlsplit(target).path.startswith("/api/") or status >= 400:
+    if (urlsplit(target).path.startswith("/api/") and status == 200) or status >= 400:
         assert kind.startswith("application/json"), f"{status} answered as {kind}"
         payload = json.loads(answer)
         if status >= 400:
@@ -115,10 +108,32 @@ def test_any_request_gets_an_answer_and_errors_are_json(
             assert "Traceback" not in payload["error"]
     if status == 200 and urlsplit(target).path == "/api/predict":
         payload = json.loads(answer)
-        k = int(top_k) if top_k and top_k.isascii() and top_k.isdigit() else 1
+        top_k = dict(parse_qsl(urlsplit(target).query)).get("top_k", "1")
+        k = int(top_k) if top_k.isdecimal() else 1  # decimal digits of any script: "٢" is 2
         assert [t["label"] for t in payload["top"]][:1] == [payload["label"]]
         assert len(payload["top"]) == min(max(1, k), len(CLASSES)) and payload["label"] in CLASSES
         assert 0 <= payload["probability"] <= 1
+
+
+@settings(max_examples=examples(50))
+@given(top_k=st.none() | top_ks, body=bodies, whole=photos())
+def test_any_upload_is_predicted_or_refused_with_a_json_reason(
+    served: str, top_k: str | None, body: bytes, whole: bytes
+) -> None:
+    target = "/api/predict" + ("" if top_k is None else "?top_k=" + quote(top_k))
+    check_answer("POST", target, *ask(served, "POST", target, body))
+    status, kind, answer = ask(served, "POST", "/api/predict?top_k=2", whole)
+    assert status == 200, f"a whole photo was refused: {answer[:200]!r}"  # every format it may be in
+    check_answer("POST", "/api/predict?top_k=2", status, kind, answer)
+
+
+@settings(max_examples=examples(40))
+@given(method=st.sampled_from(["GET", "POST"]), path=paths, top_k=st.none() | top_ks, body=bodies)
+def test_any_request_gets_an_answer_and_errors_are_json(
+    served: str, method: str, path: str, top_k: str | None, body: bytes
+) -> None:
+    target = path + ("" if top_k is None else "?top_k=" + quote(top_k))
+    check_answer(method, target, *ask(served, method, target, body if method == "POST" else None))
 
 
 @pytest.mark.xfail(

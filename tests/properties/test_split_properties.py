@@ -77,7 +77,7 @@ def targets(
     return asked
 
 
-@settings(max_examples=examples(80))
+@settings(max_examples=examples(60))
 @given(
     photos=kept_photos(),
     fractions=shares(),
