@@ -8,9 +8,10 @@ import csv
 import tempfile
 import unicodedata
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from photoclass.collecting.flickr import Photo
@@ -41,6 +42,8 @@ photos = st.builds(
     height=st.integers(0, 2048),
 )
 CLASSES = ("cat", "owl")
+FORMULA = Photo("1", "1@N01", "x", "x", 4, 0, "https://live.staticflickr.com/1/1_a_c.jpg", "c", 64, 64)
+FORMULAS = ["=1+1", "+1", "-1", "@SUM(A1)"]
 
 
 def expected_additions(known: set[str], found: list[Photo], limit: int) -> list[Photo]:
@@ -62,6 +65,13 @@ def expected_additions(known: set[str], found: list[Photo], limit: int) -> list[
     ),
     fates=st.lists(st.sampled_from(["ok", "rejected", "failed", None]), min_size=60, max_size=60),
     splits=st.lists(st.sampled_from(["train", "val", "test"]), min_size=60, max_size=60),
+)
+@example(  # each character a spreadsheet starts a formula with, in the two free-text columns
+    rounds=[
+        ("cat", [replace(FORMULA, id=str(i), title=t, owner_name=t) for i, t in enumerate(FORMULAS, 1)], 4)
+    ],
+    fates=["ok"] * 60,
+    splits=["train"] * 60,
 )
 def test_add_record_kept_and_attribution_round_trip(
     rounds: list[tuple[str, list[Photo], int]], fates: list[str | None], splits: list[str]
