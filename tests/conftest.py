@@ -1,12 +1,15 @@
 """Shared fixtures: small real datasets and small, really trained models.
 
 The cats-owls photos are read in place from ../shared/data (their licence is unknown: never
-copied into the repo); datasets built here hold symlinks to them in a temporary folder."""
+copied into the repo); datasets built here hold copies of them in a temporary folder (not
+symlinks, which photoclass does not follow out of a data folder unless told to; not hard links,
+through which a test that damages a photo would damage the original)."""
 
 from __future__ import annotations
 
 import os
 import random
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +35,7 @@ def _private_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest
 
 
 def cats_owls_sample(root: Path, per_class: dict[str, int], seed: int = 0) -> Path:
-    """`root/<split>/<class>/` with symlinks to `n` real photos per class and split."""
+    """`root/<split>/<class>/` with copies of `n` real photos per class and split."""
     rng = random.Random(seed)
     for cls in ("cat", "owl"):
         photos = sorted((SHARED_DATA / "train" / cls).iterdir())
@@ -42,7 +45,7 @@ def cats_owls_sample(root: Path, per_class: dict[str, int], seed: int = 0) -> Pa
             folder = root / split / cls
             folder.mkdir(parents=True, exist_ok=True)
             for photo in photos[start : start + n]:
-                (folder / photo.name).symlink_to(photo)
+                shutil.copyfile(photo, folder / photo.name)
             start += n
     return root
 

@@ -67,18 +67,26 @@ def train(
     *,
     resume: bool = False,
     overwrite: bool = False,
+    follow_symlinks: bool = False,
     progress: bool | Progress = True,
     **options: Any,
 ) -> TrainResult:
     """Train on `data/train/<class>/` and write the model bundle to `out`.
 
-    `options` override fields of `config` (e.g. `model="small-cnn", epochs=20`)."""
+    `options` override fields of `config` (e.g. `model="small-cnn", epochs=20`). Symbolic
+    links leading outside `data` are skipped unless `follow_symlinks=True`."""
     # Training needs torchvision (augmentation); prediction does not, and starts faster without.
     from photoclass.training.loop import train as _train
 
     config = dataclasses.replace(config or TrainConfig(), **options)
     return _train(
-        Path(data), Path(out), config, resume=resume, overwrite=overwrite, progress=as_progress(progress)
+        Path(data),
+        Path(out),
+        config,
+        resume=resume,
+        overwrite=overwrite,
+        follow_symlinks=follow_symlinks,
+        progress=as_progress(progress),
     )
 
 
@@ -89,12 +97,16 @@ def evaluate(
     metrics_out: str | Path | None = None,
     report_out: str | Path | None = None,
     device: str = "auto",
+    follow_symlinks: bool = False,
     progress: bool | Progress = True,
 ) -> Evaluation:
     """Score `model` on a labelled folder `split/<class>/` on `device`; optionally write
-    `metrics.json` and the HTML report (see `report`)."""
+    `metrics.json` and the HTML report (see `report`). Symbolic links leading outside `split`
+    are skipped unless `follow_symlinks=True`."""
     bundle = load_model(model, device=device)
-    evaluation = evaluate_split(bundle, Path(split), progress=as_progress(progress))
+    evaluation = evaluate_split(
+        bundle, Path(split), follow_symlinks=follow_symlinks, progress=as_progress(progress)
+    )
     if metrics_out is not None:
         evaluation.save(Path(metrics_out))
     if report_out is not None:
@@ -146,9 +158,17 @@ def predict(
     *,
     top_k: int = 1,
     device: str = "auto",
+    follow_symlinks: bool = False,
     progress: bool | Progress = False,
 ) -> list[Prediction]:
     """Label every photo under `paths` (files or folders) on `device`; unreadable photos get
-    an `error`."""
+    an `error`, and so do symbolic links in a folder that lead outside it, unless
+    `follow_symlinks=True`."""
     bundle = load_model(model, device=device)
-    return predict_paths(bundle, [Path(p) for p in paths], top_k=top_k, progress=as_progress(progress))
+    return predict_paths(
+        bundle,
+        [Path(p) for p in paths],
+        top_k=top_k,
+        follow_symlinks=follow_symlinks,
+        progress=as_progress(progress),
+    )

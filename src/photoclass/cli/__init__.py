@@ -54,6 +54,10 @@ ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="TOML fil
 ModelArg = Annotated[Path, typer.Argument(help="Model folder written by `photoclass train --out`.")]
 SplitArg = Annotated[Path, typer.Argument(help="Labelled folder SPLIT/<class>/*.jpg, e.g. DATA/test.")]
 DeviceOpt = Annotated[str, typer.Option(help=f"{DEVICES} (auto: a GPU if there is one, else the CPU).")]
+FollowOpt = Annotated[
+    bool,
+    typer.Option("--follow-symlinks", help="Follow symbolic links that lead outside the folder read."),
+]
 
 
 @command()
@@ -66,6 +70,7 @@ def train(
         bool, typer.Option("--resume", help="Continue an interrupted run from its last checkpoint.")
     ] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a model already in --out.")] = False,
+    follow_symlinks: FollowOpt = False,
     config: ConfigOpt = None,
 ) -> None:
     """Train a classifier on a folder of photos and write MODEL/model.safetensors + photoclass.json.
@@ -75,7 +80,7 @@ def train(
     from photoclass import api
 
     cfg = load(TrainConfig, config, "train", options)
-    result = api.train(data, out, cfg, resume=resume, overwrite=overwrite)
+    result = api.train(data, out, cfg, resume=resume, overwrite=overwrite, follow_symlinks=follow_symlinks)
     render.metrics(result.metrics, title=f"validation ({result.meta['data']['val_source']})")
 
 
@@ -89,6 +94,7 @@ def evaluate(
     report: Annotated[bool, typer.Option("--report", help="Also write report.html there.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
     device: DeviceOpt = "auto",
+    follow_symlinks: FollowOpt = False,
 ) -> None:
     """Accuracy with its 95% interval, loss, per-class precision/recall/F1, confusion matrix, ROC AUC.
 
@@ -104,6 +110,7 @@ def evaluate(
         metrics_out=folder / "metrics.json",
         report_out=folder / "report.html" if report else None,
         device=device,
+        follow_symlinks=follow_symlinks,
         progress=not as_json,
     )
     render.metrics(evaluation.metrics, title=f"evaluation on {split}", as_json=as_json)
@@ -144,6 +151,7 @@ def predict(
         render.Format, typer.Option("--format", "-f", help="Output format.")
     ] = render.Format.table,
     device: DeviceOpt = "auto",
+    follow_symlinks: FollowOpt = False,
 ) -> None:
     """Label new photos. Unreadable files are reported per file; exit code 1 only if none could be read.
 
@@ -151,7 +159,7 @@ def predict(
     """
     from photoclass import api
 
-    predictions = api.predict(model, paths, top_k=top_k, device=device)
+    predictions = api.predict(model, paths, top_k=top_k, device=device, follow_symlinks=follow_symlinks)
     render.predictions(predictions, fmt)
     if not any(p.error is None for p in predictions):
         raise typer.Exit(1)

@@ -92,9 +92,10 @@ class Photo:
 
 def parse_photo(item: dict[str, Any], chain: tuple[str, ...]) -> Photo | None:
     """A search result as a `Photo` (with `url` "" if it has no size in `chain`), or None for
-    a malformed id or owner: Flickr's are ASCII digits and NSIDs, and both end up in paths."""
+    a malformed id or owner: Flickr's are ASCII digits (64-bit numbers, so at most 20 of them)
+    and NSIDs, and both end up in paths."""
     photo_id, owner = str(item.get("id", "")), str(item.get("owner", ""))
-    if not (photo_id.isascii() and photo_id.isdigit()) or "/" in owner:
+    if not (photo_id.isascii() and photo_id.isdigit() and len(photo_id) <= 20) or "/" in owner:
         return None
     size = next((s for s in chain if item.get(f"url_{s}")), "")
     return Photo(
@@ -115,7 +116,7 @@ def _int(value: object) -> int:
     """Flickr sends some numbers as strings (license, dateupload, older totals)."""
     try:
         return int(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # None, "abc", NaN, Infinity
         return -1
 
 
@@ -266,7 +267,13 @@ class FlickrClient:
             yield from self._windows(params, seen, FLICKR_EPOCH, int(time.time()))
 
     def _page(self, params: dict[str, object], page: int) -> dict[str, Any]:
-        return self.call("flickr.photos.search", **params, per_page=PER_PAGE, page=page)["photos"]
+        photos = self.call("flickr.photos.search", **params, per_page=PER_PAGE, page=page).get("photos")
+        if not isinstance(photos, dict):
+            raise PhotoclassError(
+                f"Flickr API at {self.api_url} answered a search without its page of photos; "
+                "check the api_url setting, or rerun later"
+            )
+        return photos
 
     def _pages(
         self, params: dict[str, object], seen: set[str], first: dict[str, Any] | None = None
@@ -277,8 +284,9 @@ class FlickrClient:
         last = min(_int(page.get("pages")), MAX_RESULTS // PER_PAGE)
         number = 1
         while True:
-            for item in page.get("photo", []):
-                if str(item.get("id")) not in seen:
+            items = page.get("photo")
+            for item in items if isinstance(items, list) else []:
+                if isinstance(item, dict) and str(item.get("id")) not in seen:
                     seen.add(str(item.get("id")))
                     yield item
             number += 1
@@ -306,7 +314,10 @@ def _decode(text: str) -> dict[str, Any]:
     text = text.strip()
     if text.startswith("jsonFlickrApi(") and text.endswith(")"):
         text = text[len("jsonFlickrApi(") : -1]
-    payload = json.loads(text)
+    try:
+        payload = json.loads(text)
+    except RecursionError:  # nested deeper than Python's stack: not an answer Flickr gives
+        raise ValueError("JSON nested too deeply") from None
     if not isinstance(payload, dict):
         raise ValueError("not a JSON object")
     return payload

@@ -49,11 +49,15 @@ def class_folder(name: str) -> str:
     the ends, control characters and the like become "_" or are dropped.
     """
     text = unicodedata.normalize("NFKC", name)
-    text = re.sub(r"[^\w.-]+", "_", text).strip("._-")[:64].strip("._-")
+    text = re.sub(r"[^\w.-]+", "_", text).strip("._-")[:64]
+    # 64 letters of some scripts are 256 bytes, more than a file name may have; 254 leaves
+    # room for the "_" below.
+    text = text.encode()[:254].decode("utf-8", "ignore").strip("._-")
     if not text:
         raise ConfigError(f"class name {name!r} has no letters or digits to name a folder with")
-    if text.split(".")[0].upper() in _WINDOWS_RESERVED:
-        text += "_"
+    base, dot, rest = text.partition(".")
+    if base.upper() in _WINDOWS_RESERVED:  # Windows reserves "CON" and "CON.anything" alike
+        text = f"{base}_{dot}{rest}"
     return text
 
 
@@ -62,7 +66,8 @@ def class_folders(names: Sequence[str]) -> dict[str, str]:
     folders: dict[str, str] = {}
     for name in names:
         folder = class_folder(name)
-        clash = [other for other, f in folders.items() if f.lower() == folder.lower()]
+        # casefold, as case-insensitive file systems compare: "straße" and "STRASSE" clash.
+        clash = [other for other, f in folders.items() if f.casefold() == folder.casefold()]
         if clash:
             raise ConfigError(f"classes {clash[0]!r} and {name!r} would share the folder '{folder}'")
         folders[name] = folder

@@ -50,9 +50,12 @@ class Evaluation:
         return path
 
 
-def evaluate_split(bundle: Bundle, split_dir: Path, *, progress: Progress = NO_PROGRESS) -> Evaluation:
-    """Run `bundle` over every photo in `split_dir/<class>/` and score it."""
-    samples = scan_split(Path(split_dir), bundle.classes)
+def evaluate_split(
+    bundle: Bundle, split_dir: Path, *, follow_symlinks: bool = False, progress: Progress = NO_PROGRESS
+) -> Evaluation:
+    """Run `bundle` over every photo in `split_dir/<class>/` and score it (symlinks leading
+    outside `split_dir` are skipped unless `follow_symlinks=True`)."""
+    samples = scan_split(Path(split_dir), bundle.classes, follow_symlinks=follow_symlinks)
     decoded = decode_all([s.path for s in samples], bundle.image_size, progress=progress)
     if not decoded.ok:
         raise DatasetError(f"no readable photo in {split_dir}; add photos that open as images")

@@ -3,6 +3,7 @@ cannot be read gets its own error row; the others are still predicted."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,6 +12,7 @@ import numpy as np
 
 from photoclass.bundle import Bundle
 from photoclass.data.cache import decode_all
+from photoclass.data.folder import Links, walk_files
 from photoclass.prediction.inference import logits_for, probabilities
 from photoclass.progress import NO_PROGRESS, Progress
 
@@ -28,17 +30,29 @@ class Prediction:
     error: str | None = None
 
 
-def expand_inputs(paths: Sequence[Path]) -> tuple[list[Path], list[Prediction]]:
-    """Files as given, folders searched recursively for image files; missing paths are errors."""
-    files, missing = [], []
+def expand_inputs(
+    paths: Sequence[Path], *, follow_symlinks: bool = False
+) -> tuple[list[Path], list[Prediction]]:
+    """Files as given, folders searched recursively for image files; missing paths are errors.
+
+    Inside a folder, a symlink leading outside it is not followed (it gets an error row)
+    unless `follow_symlinks=True`; a file named directly is read wherever it lives."""
+    files, errors = [], []
     for path in map(Path, paths):
         if path.is_dir():
-            files += sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+            links = Links(path, follow_symlinks)
+            files += [p for p in walk_files(path, links) if p.suffix.lower() in IMAGE_SUFFIXES]
+            reason = f"symbolic link leading outside {path}; not followed (pass `follow_symlinks=True`)"
+            errors += [
+                Prediction(str(link), error=reason)
+                for link, target in links.skipped.items()
+                if link.suffix.lower() in IMAGE_SUFFIXES or os.path.isdir(target)
+            ]
         elif path.is_file():
             files.append(path)
         else:
-            missing.append(Prediction(str(path), error="no such file or folder"))
-    return files, missing
+            errors.append(Prediction(str(path), error="no such file or folder"))
+    return files, errors
 
 
 def predict_pixels(
@@ -72,10 +86,12 @@ def predict_paths(
     *,
     top_k: int = 1,
     batch_size: int = 32,
+    follow_symlinks: bool = False,
     progress: Progress = NO_PROGRESS,
 ) -> list[Prediction]:
-    """Predict every photo under `paths`, in input order, unreadable ones included as errors."""
-    files, results = expand_inputs(paths)
+    """Predict every photo under `paths`, in input order, unreadable ones included as errors
+    (see `expand_inputs` for symlinks)."""
+    files, results = expand_inputs(paths, follow_symlinks=follow_symlinks)
     decoded = decode_all(files, bundle.image_size, progress=progress, use_cache=False)
     tops = predict_pixels(bundle, decoded.images, top_k=top_k, batch_size=batch_size, progress=progress)
     for i, top in zip(decoded.ok, tops, strict=True):

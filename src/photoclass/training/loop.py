@@ -59,6 +59,7 @@ def train(
     *,
     resume: bool = False,
     overwrite: bool = False,
+    follow_symlinks: bool = False,
     progress: Progress = NO_PROGRESS,
 ) -> TrainResult:
     """Train a classifier on `data/train/<class>/` and write the bundle to `out`.
@@ -76,7 +77,7 @@ def train(
     _check_out(out, resume, overwrite)
 
     # -- data: scan, split, decode each photo exactly once ---------------------------------
-    dataset = scan_dataset(Path(data))
+    dataset = scan_dataset(Path(data), follow_symlinks=follow_symlinks)
     classes = dataset.classes
     train_samples, val_samples, val_source = _train_val(dataset.train, dataset.val, cfg)
     decoded = decode_all([s.path for s in train_samples + val_samples], cfg.image_size, progress=progress)
