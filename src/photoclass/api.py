@@ -88,13 +88,18 @@ def evaluate(
     *,
     metrics_out: str | Path | None = None,
     report_out: str | Path | None = None,
+    reject_unknown: bool = False,
     device: str = "auto",
     progress: bool | Progress = True,
 ) -> Evaluation:
     """Score `model` on a labelled folder `split/<class>/` on `device`; optionally write
-    `metrics.json` and the HTML report (see `report`)."""
+    `metrics.json` and the HTML report (see `report`). `metrics["unknown"]` counts the photos
+    that look like none of the classes; with `reject_unknown=True` they are left out of the
+    other numbers."""
     bundle = load_model(model, device=device)
-    evaluation = evaluate_split(bundle, Path(split), progress=as_progress(progress))
+    evaluation = evaluate_split(
+        bundle, Path(split), reject_unknown=reject_unknown, progress=as_progress(progress)
+    )
     if metrics_out is not None:
         evaluation.save(Path(metrics_out))
     if report_out is not None:
@@ -145,10 +150,18 @@ def predict(
     paths: Sequence[str | Path],
     *,
     top_k: int = 1,
+    reject_unknown: bool = False,
     device: str = "auto",
     progress: bool | Progress = False,
 ) -> list[Prediction]:
     """Label every photo under `paths` (files or folders) on `device`; unreadable photos get
-    an `error`."""
+    an `error`. Each prediction's `unknown` says whether the photo looks like none of the
+    classes; with `reject_unknown=True` such photos get no `label`."""
     bundle = load_model(model, device=device)
-    return predict_paths(bundle, [Path(p) for p in paths], top_k=top_k, progress=as_progress(progress))
+    return predict_paths(
+        bundle,
+        [Path(p) for p in paths],
+        top_k=top_k,
+        reject_unknown=reject_unknown,
+        progress=as_progress(progress),
+    )

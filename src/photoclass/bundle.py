@@ -1,6 +1,8 @@
 """The model bundle: `MODEL/model.safetensors` (weights) + `MODEL/photoclass.json` (everything
-needed to rebuild and use them: architecture, classes, preprocessing, how it was trained and
-how well it did). Loading never unpickles anything, so a model file cannot run code."""
+needed to rebuild and use them: architecture, classes, preprocessing, calibration, how it was
+trained and how well it did) + `MODEL/novelty.safetensors` (training features the unknown flag
+compares photos with; bundles made before it have none and predict without the flag). Loading
+never unpickles anything, so a model file cannot run code."""
 
 from __future__ import annotations
 
@@ -19,6 +21,8 @@ from torch import nn
 from photoclass.data.preprocess import Normalize
 from photoclass.errors import BundleError
 from photoclass.models import ImageClassifier, create_model
+from photoclass.prediction.novelty import FILE as NOVELTY_FILE
+from photoclass.prediction.novelty import Novelty
 from photoclass.runtime import Compute
 
 FORMAT = "photoclass-bundle"
@@ -34,6 +38,12 @@ class Bundle:
     model: ImageClassifier
     meta: dict[str, Any]
     compute: Compute
+    novelty: Novelty | None = None  # what the unknown flag needs; None in bundles made before it
+
+    @property
+    def temperature(self) -> float:
+        """Logits are divided by this before softmax (fitted on validation; 1.0 in older bundles)."""
+        return float(self.meta.get("temperature", 1.0))
 
     @property
     def classes(self) -> list[str]:
@@ -123,4 +133,15 @@ def load_bundle(folder: Path, device: str = "auto") -> Bundle:
         raise BundleError(f"{folder / WEIGHTS} does not fit {META} ({first}); retrain") from None
     compute = Compute.for_inference(device, meta.get("precision", "fp32"))
     model.eval()
-    return Bundle(model.to(compute.device, memory_format=torch.channels_last), meta, compute)
+    return Bundle(
+        model.to(compute.device, memory_format=torch.channels_last), meta, compute, _novelty(folder, meta)
+    )
+
+
+def _novelty(folder: Path, meta: dict[str, Any]) -> Novelty | None:
+    if "novelty" not in meta:
+        return None
+    try:
+        return Novelty.load(folder, meta["novelty"])
+    except (FileNotFoundError, SafetensorError, OSError, KeyError, TypeError, ValueError) as e:
+        raise BundleError(f"cannot read {folder / NOVELTY_FILE} ({e}); retrain the model") from None

@@ -54,6 +54,10 @@ ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="TOML fil
 ModelArg = Annotated[Path, typer.Argument(help="Model folder written by `photoclass train --out`.")]
 SplitArg = Annotated[Path, typer.Argument(help="Labelled folder SPLIT/<class>/*.jpg, e.g. DATA/test.")]
 DeviceOpt = Annotated[str, typer.Option(help=f"{DEVICES} (auto: a GPU if there is one, else the CPU).")]
+RejectOpt = Annotated[
+    bool,
+    typer.Option("--reject-unknown", help="Give no label to photos that look like none of the classes."),
+]
 
 
 @command()
@@ -88,6 +92,7 @@ def evaluate(
     ] = None,
     report: Annotated[bool, typer.Option("--report", help="Also write report.html there.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
+    reject_unknown: RejectOpt = False,
     device: DeviceOpt = "auto",
 ) -> None:
     """Accuracy with its 95% interval, loss, per-class precision/recall/F1, confusion matrix, ROC AUC.
@@ -103,6 +108,7 @@ def evaluate(
         split,
         metrics_out=folder / "metrics.json",
         report_out=folder / "report.html" if report else None,
+        reject_unknown=reject_unknown,
         device=device,
         progress=not as_json,
     )
@@ -143,15 +149,17 @@ def predict(
     fmt: Annotated[
         render.Format, typer.Option("--format", "-f", help="Output format.")
     ] = render.Format.table,
+    reject_unknown: RejectOpt = False,
     device: DeviceOpt = "auto",
 ) -> None:
-    """Label new photos. Unreadable files are reported per file; exit code 1 only if none could be read.
+    """Label new photos, and flag those that look like none of the classes. Unreadable files are
+    reported per file; exit code 1 only if none could be read.
 
     Example: photoclass predict models/cats-owls photo.jpg more-photos/ --top-k 2 --format csv
     """
     from photoclass import api
 
-    predictions = api.predict(model, paths, top_k=top_k, device=device)
+    predictions = api.predict(model, paths, top_k=top_k, reject_unknown=reject_unknown, device=device)
     render.predictions(predictions, fmt)
     if not any(p.error is None for p in predictions):
         raise typer.Exit(1)

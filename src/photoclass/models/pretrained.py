@@ -107,6 +107,7 @@ def efficientnet_lite0(num_classes: int, image_size: int, pretrained: bool = Tru
     net = EfficientNetLite0()
     if pretrained:
         net.load_state_dict(imagenet_weights(), strict=True)
+    source = net.classifier.requires_grad_(False) if pretrained else None
     blocks = [block for stage in net.blocks for block in stage]
     return PretrainedClassifier(
         nn.Sequential(net.conv_stem, net.bn1),
@@ -116,4 +117,5 @@ def efficientnet_lite0(num_classes: int, image_size: int, pretrained: bool = Tru
         classifier(net.num_features, num_classes),
         features=len(blocks) + 2,
         blocks=len(blocks),
+        source=source,
     )
