@@ -102,7 +102,7 @@ def train(
     )
     normalize = Normalize(entry.cfg.mean, entry.cfg.std)
     run_id = {"config": cfg.to_dict(), "data": _fingerprint(train_split, val_split, classes)}
-    state, best, best_logits, optimizer_state = TrainState(), state_tensors(model), None, None
+    state, best, optimizer_state = TrainState(), state_tensors(model), None
     if resume and (out / CHECKPOINT).exists():
         ckpt = load_checkpoint(out / CHECKPOINT)
         if ckpt.run != run_id:
@@ -110,7 +110,7 @@ def train(
                 f"the checkpoint in {out} was made with other options or data; rerun with the "
                 "same options, or start over with `overwrite=True` and without `resume`"
             )
-        state, best, best_logits, optimizer_state = ckpt.state, ckpt.best, ckpt.best_logits, ckpt.optimizer
+        state, best, optimizer_state = ckpt.state, ckpt.best, ckpt.optimizer
         model.load_state_dict(ckpt.model)
         log.info("resuming %s after %d finished epoch(s)", out, len(state.history))
     weights = _class_weights(train_split.labels, len(classes), compute) if cfg.balance else None
@@ -119,9 +119,7 @@ def train(
 
     def checkpoint(phase: Phase) -> None:
         state.seconds = earlier_seconds + time.perf_counter() - started
-        save_checkpoint(
-            out / CHECKPOINT, state, state_tensors(model), best, phase.optimizer, run_id, best_logits
-        )
+        save_checkpoint(out / CHECKPOINT, state, state_tensors(model), best, phase.optimizer, run_id)
 
     # -- the phases: a probe on frozen features (pretrained models), then training ---------
     # Each is built when it is reached (the probe's features cost a pass over the data), and
@@ -181,7 +179,7 @@ def train(
                     len(state.history) - 1,
                     0,
                 )
-                best, best_logits = {k: v.clone() for k, v in state_tensors(model).items()}, val_logits
+                best = {k: v.clone() for k, v in state_tensors(model).items()}
             else:
                 state.bad_epochs += 1
             state.epoch += 1
