@@ -1,4 +1,4 @@
-""""None of these": the kNN distance, the unknown flag on photos of a third kind, and bundles
+""" "None of these": the kNN distance, the unknown flag on photos of a third kind, and bundles
 made before the flag (and calibration) existed."""
 
 from __future__ import annotations
@@ -22,7 +22,9 @@ def test_knn_distance_is_the_distance_to_the_kth_nearest_reference() -> None:
     reference = l2_normalize(np.eye(3))
     query = l2_normalize(np.array([[1.0, 0.0, 0.0], [1.0, 1.0, 0.0]]))
     assert knn_distance(reference, query, k=1) == pytest.approx([0.0, np.sqrt(2 - np.sqrt(2))], abs=1e-6)
-    assert knn_distance(reference, query, k=2) == pytest.approx([np.sqrt(2), np.sqrt(2 - np.sqrt(2))], abs=1e-6)
+    assert knn_distance(reference, query, k=2) == pytest.approx(
+        [np.sqrt(2), np.sqrt(2 - np.sqrt(2))], abs=1e-6
+    )
     assert knn_distance(reference, query, k=99)[0] == pytest.approx(np.sqrt(2))  # k capped at the reference
 
 
@@ -56,7 +58,9 @@ def third_kind(folder: Path) -> Path:
     (folder / "shapes").mkdir()
     rng = np.random.default_rng(0)
     for i in range(30):
-        shape_image(("circle", "square", "triangle")[i % 3], rng, size=224).save(folder / "shapes" / f"{i}.jpg")
+        shape_image(("circle", "square", "triangle")[i % 3], rng, size=224).save(
+            folder / "shapes" / f"{i}.jpg"
+        )
     return folder
 
 
@@ -85,12 +89,16 @@ def test_photos_of_a_third_kind_are_flagged_and_the_classes_are_not(
 @pytest.mark.slow
 def test_the_prior_and_calibration_are_recorded(lite0_cats_owls: tuple[Path, Path]) -> None:
     meta = json.loads((lite0_cats_owls[0] / "photoclass.json").read_text())
-    assert meta["prior"]["matched"].startswith("cat = tabby, tiger cat, Persian cat (+2); owl = great grey owl")
+    assert meta["prior"]["matched"].startswith(
+        "cat = tabby, tiger cat, Persian cat (+2); owl = great grey owl"
+    )
     assert meta["prior"]["weight"] == meta["config"]["prior"] > 0
     assert 0 < meta["temperature"] < 100 and 0 <= meta["validation"]["ece"] < 0.2
 
 
-def test_bundles_without_the_new_fields_still_load(trained_binary: Path, cats_owls_tiny: Path, tmp_path: Path) -> None:
+def test_bundles_without_the_new_fields_still_load(
+    trained_binary: Path, cats_owls_tiny: Path, tmp_path: Path
+) -> None:
     old = tmp_path / "old"
     shutil.copytree(trained_binary, old)
     meta = json.loads((old / "photoclass.json").read_text())
@@ -102,7 +110,9 @@ def test_bundles_without_the_new_fields_still_load(trained_binary: Path, cats_ow
     assert bundle.temperature == 1.0 and bundle.novelty is None
     predictions = photoclass.predict(old, [cats_owls_tiny / "val"], reject_unknown=True)
     assert all(p.unknown is None and p.label is not None for p in predictions)
-    evaluation = photoclass.evaluate(old, cats_owls_tiny / "val", report_out=tmp_path / "r.html", progress=False)
+    evaluation = photoclass.evaluate(
+        old, cats_owls_tiny / "val", report_out=tmp_path / "r.html", progress=False
+    )
     assert "unknown" not in evaluation.metrics
     assert "predates calibration" in (tmp_path / "r.html").read_text()
 
