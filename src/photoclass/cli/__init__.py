@@ -92,7 +92,12 @@ def evaluate(
     ] = None,
     report: Annotated[bool, typer.Option("--report", help="Also write report.html there.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
-    reject_unknown: RejectOpt = False,
+    reject_unknown: Annotated[
+        bool,
+        typer.Option(
+            "--reject-unknown", help="Leave photos that look like none of the classes out of the numbers."
+        ),
+    ] = False,
     device: DeviceOpt = "auto",
 ) -> None:
     """Accuracy with its 95% interval, loss, per-class precision/recall/F1, confusion matrix, ROC AUC.
