@@ -96,16 +96,23 @@ def evaluate(
     *,
     metrics_out: str | Path | None = None,
     report_out: str | Path | None = None,
+    reject_unknown: bool = False,
     device: str = "auto",
     follow_symlinks: bool = False,
     progress: bool | Progress = True,
 ) -> Evaluation:
     """Score `model` on a labelled folder `split/<class>/` on `device`; optionally write
-    `metrics.json` and the HTML report (see `report`). Symbolic links leading outside `split`
-    are skipped unless `follow_symlinks=True`."""
+    `metrics.json` and the HTML report (see `report`). `metrics["unknown"]` counts the photos
+    that look like none of the classes; with `reject_unknown=True` they are left out of the
+    other numbers. Symbolic links leading outside `split` are skipped unless
+    `follow_symlinks=True`."""
     bundle = load_model(model, device=device)
     evaluation = evaluate_split(
-        bundle, Path(split), follow_symlinks=follow_symlinks, progress=as_progress(progress)
+        bundle,
+        Path(split),
+        reject_unknown=reject_unknown,
+        follow_symlinks=follow_symlinks,
+        progress=as_progress(progress),
     )
     if metrics_out is not None:
         evaluation.save(Path(metrics_out))
@@ -157,18 +164,21 @@ def predict(
     paths: Sequence[str | Path],
     *,
     top_k: int = 1,
+    reject_unknown: bool = False,
     device: str = "auto",
     follow_symlinks: bool = False,
     progress: bool | Progress = False,
 ) -> list[Prediction]:
     """Label every photo under `paths` (files or folders) on `device`; unreadable photos get
     an `error`, and so do symbolic links in a folder that lead outside it, unless
-    `follow_symlinks=True`."""
+    `follow_symlinks=True`. Each prediction's `unknown` says whether the photo looks like none
+    of the classes; with `reject_unknown=True` such photos get no `label`."""
     bundle = load_model(model, device=device)
     return predict_paths(
         bundle,
         [Path(p) for p in paths],
         top_k=top_k,
         follow_symlinks=follow_symlinks,
+        reject_unknown=reject_unknown,
         progress=as_progress(progress),
     )

@@ -1,6 +1,8 @@
 """The model bundle: `MODEL/model.safetensors` (weights) + `MODEL/photoclass.json` (everything
-needed to rebuild and use them: architecture, classes, preprocessing, how it was trained and
-how well it did). Loading never unpickles anything, so a model file cannot run code.
+needed to rebuild and use them: architecture, classes, preprocessing, calibration, how it was
+trained and how well it did) + `MODEL/novelty.safetensors` (training features the unknown flag
+compares photos with; bundles made before it have none and predict without the flag). Loading
+never unpickles anything, so a model file cannot run code.
 
 A bundle is checked before anything is built from it, as a hostile file would be:
 `photoclass.json` against `SCHEMA` (every field's kind and bounds, see `photoclass.schema`),
@@ -29,6 +31,8 @@ from photoclass.config import TrainConfig, options_of
 from photoclass.data.preprocess import Normalize
 from photoclass.errors import BundleError
 from photoclass.models import ImageClassifier, create_model, list_models
+from photoclass.prediction.novelty import FILE as NOVELTY_FILE
+from photoclass.prediction.novelty import Novelty
 from photoclass.runtime import Compute
 from photoclass.schema import (
     Bool,
@@ -61,6 +65,7 @@ MAX_META_BYTES = 64 * 2**20  # photoclass.json: a run's history and skipped-file
 MAX_CLASSES, MAX_CLASS_NAME = 10_000, 255  # a class name is a folder name
 MAX_HEADER_BYTES = 16 * 2**20  # the safetensors JSON header, beyond the tensors' own bytes
 MAX_PATH = 4096
+MAX_NOVELTY = 100_000  # reference features the unknown flag may compare with
 
 RETRAIN = f"retrain the model, or restore {META} as training wrote it"
 _EPOCH = Record(
@@ -121,6 +126,33 @@ SCHEMA: dict[str, Field] = {
     ),
     "train_seconds": Field(Num(0), required=False),
     "versions": Field(Map(Str(200, empty=True), max_keys=100, key_len=100), required=False),
+    # Calibration: logits are divided by it before the softmax (fitted on validation logits).
+    "temperature": Field(Num(0.01, 100, positive=True), required=False),
+    # The ImageNet prior blended into the head: read by reports, never to build anything.
+    "prior": Field(
+        Record(
+            {
+                "weight": Field(Num(0, 1), required=False),
+                "matched": Field(Str(10_000, empty=True), required=False),
+                "imagenet": Field(List(List(Int(0, 999), max_len=1000), max_len=MAX_CLASSES), required=False),
+                "val_accuracy": Field(Num(0, 1), required=False),
+            }
+        ),
+        required=False,
+    ),
+    # The unknown flag: k-th nearest-neighbour distance over `reference` training features
+    # (novelty.safetensors) above `threshold` flags a photo.
+    "novelty": Field(
+        Record(
+            {
+                "k": Field(Int(1, 1000)),
+                "threshold": Field(Num(0, 2)),
+                "rate": Field(Num(0, 1)),
+                "reference": Field(Int(1, MAX_NOVELTY)),
+            }
+        ),
+        required=False,
+    ),
 }
 
 
@@ -132,6 +164,12 @@ class Bundle:
     model: ImageClassifier
     meta: dict[str, Any]
     compute: Compute
+    novelty: Novelty | None = None  # what the unknown flag needs; None in bundles made before it
+
+    @property
+    def temperature(self) -> float:
+        """Logits are divided by this before softmax (fitted on validation; 1.0 in older bundles)."""
+        return float(self.meta.get("temperature", 1.0))
 
     @property
     def classes(self) -> list[str]:
@@ -306,4 +344,25 @@ def load_bundle(folder: Path, device: str = "auto") -> Bundle:
         raise _refuse(folder / WEIGHTS, f"cannot be loaded ({str(e).splitlines()[0][:200]})") from None
     compute = Compute.for_inference(device, meta.get("precision", "fp32"))
     model.eval()
-    return Bundle(model.to(compute.device, memory_format=torch.channels_last), meta, compute)
+    novelty = _novelty(folder, meta, model)
+    return Bundle(model.to(compute.device, memory_format=torch.channels_last), meta, compute, novelty)
+
+
+def _novelty(folder: Path, meta: dict[str, Any], model: ImageClassifier) -> Novelty | None:
+    """The unknown flag's reference features, their header checked first like the weights'."""
+    if "novelty" not in meta:
+        return None
+    n, width = meta["novelty"]["reference"], _pre_logits_width(model)
+    expected = {"reference": torch.empty(n, width, dtype=torch.float16, device="meta")}
+    check_weights(
+        folder / NOVELTY_FILE, expected, f"the unknown flag of {meta['novelty']['reference']} photos"
+    )
+    try:
+        return Novelty.load(folder, meta["novelty"])
+    except (SafetensorError, OSError) as e:  # the file changed since it was checked
+        raise _refuse(folder / NOVELTY_FILE, f"cannot be loaded ({str(e).splitlines()[0][:200]})") from None
+
+
+def _pre_logits_width(model: ImageClassifier) -> int:
+    """How many numbers the classifier reads (the width of the features the flag compares)."""
+    return next(m for m in model.get_classifier().modules() if isinstance(m, torch.nn.Linear)).in_features

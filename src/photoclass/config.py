@@ -90,7 +90,7 @@ def validate(config: Any) -> None:
         declared.check(name, getattr(config, name))
 
 
-_MODEL, _OPT, _AUG, _DATA = "Model", "Optimiser", "Augmentation", "Data"
+_MODEL, _OPT, _AUG, _DATA, _PRED = "Model", "Optimiser", "Augmentation", "Data", "Prediction"
 
 
 @dataclass(frozen=True)
@@ -161,6 +161,19 @@ class TrainConfig:
         0, "Pretrained models: backbone blocks to fine-tune.", panel=_OPT, bounds="[0, 1000]", recipe=True
     )
     balance: bool = option(False, "Weight the loss by inverse class frequency.", panel=_OPT)
+    label_smoothing: float | None = option(
+        0.0, "Label smoothing of the loss (0 = off).", panel=_OPT, bounds="[0, 1)", recipe=True
+    )
+    # The pretrained network's own classifier already tells many everyday classes apart (ImageNet's
+    # "great grey owl" from its "bald eagle"): when every class name matches some of its classes,
+    # the trained head is blended with it, in weight space (`photoclass.training.prior`).
+    prior: float | None = option(
+        0.0,
+        "Pretrained models: weight of the pretrained classifier's matching classes in the head (0 = off).",
+        panel=_OPT,
+        bounds="[0, 1]",
+        recipe=True,
+    )
     # -- augmentation, as in torchvision.transforms.v2 -------------------------------------------
     hflip: float | None = option(
         0.5, "Horizontal-flip probability.", panel=_AUG, bounds="[0, 1]", recipe=True
@@ -178,6 +191,9 @@ class TrainConfig:
     color_jitter: float | None = option(
         0.0, "Brightness/contrast/saturation jitter.", panel=_AUG, bounds="[0, 1]", recipe=True
     )
+    grayscale: float | None = option(
+        0.0, "Black-and-white probability.", panel=_AUG, bounds="[0, 1]", recipe=True
+    )
     # -- data ----------------------------------------------------------------------------------
     seed: int = option(0, "Random seed: same seed, same model.", panel=_DATA)
     val_fraction: float = option(
@@ -185,6 +201,13 @@ class TrainConfig:
     )
     workers: int = option(
         2, "Augmentation worker processes (0 = in the main process).", panel=_DATA, bounds="[0, 64]"
+    )
+    # -- what the bundle learns about its own answers ---------------------------------------
+    unknown_rate: float = option(
+        0.05,
+        "Share of validation photos the unknown flag may call unknown (sets its threshold).",
+        panel=_PRED,
+        bounds="(0, 1)",
     )
 
     def resolve(self, recipe: Mapping[str, Any]) -> TrainConfig:

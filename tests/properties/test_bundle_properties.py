@@ -106,7 +106,7 @@ def loads_or_refuses(folder: Path) -> None:
     event("loaded")
     size = bundle.image_size
     # Accepted: it predicts (weights damaged within their bytes may well predict nonsense).
-    top = predict_pixels(bundle, np.zeros((1, size, size, 3), np.uint8), top_k=len(bundle.classes))[0]
+    top = predict_pixels(bundle, np.zeros((1, size, size, 3), np.uint8), top_k=len(bundle.classes))[0].top
     assert sorted(label for label, _ in top) == sorted(bundle.classes)
 
 

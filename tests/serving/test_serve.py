@@ -51,6 +51,7 @@ def test_predictions_over_http_are_the_apis(server, trained_binary: Path, cats_o
         assert answer["label"] == want.label
         assert answer["probability"] == pytest.approx(want.probability, abs=1e-5)
         assert [t["label"] for t in answer["top"]] == [label for label, _ in want.top]
+        assert answer["unknown"] is want.unknown is not None
         assert sum(t["probability"] for t in answer["top"]) == pytest.approx(1.0, abs=1e-5)
         assert answer["ms"] > 0
 

@@ -58,6 +58,10 @@ FollowOpt = Annotated[
     bool,
     typer.Option("--follow-symlinks", help="Follow symbolic links that lead outside the folder read."),
 ]
+RejectOpt = Annotated[
+    bool,
+    typer.Option("--reject-unknown", help="Give no label to photos that look like none of the classes."),
+]
 
 
 @command()
@@ -93,6 +97,12 @@ def evaluate(
     ] = None,
     report: Annotated[bool, typer.Option("--report", help="Also write report.html there.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
+    reject_unknown: Annotated[
+        bool,
+        typer.Option(
+            "--reject-unknown", help="Leave photos that look like none of the classes out of the numbers."
+        ),
+    ] = False,
     device: DeviceOpt = "auto",
     follow_symlinks: FollowOpt = False,
 ) -> None:
@@ -109,6 +119,7 @@ def evaluate(
         split,
         metrics_out=folder / "metrics.json",
         report_out=folder / "report.html" if report else None,
+        reject_unknown=reject_unknown,
         device=device,
         follow_symlinks=follow_symlinks,
         progress=not as_json,
@@ -150,16 +161,25 @@ def predict(
     fmt: Annotated[
         render.Format, typer.Option("--format", "-f", help="Output format.")
     ] = render.Format.table,
+    reject_unknown: RejectOpt = False,
     device: DeviceOpt = "auto",
     follow_symlinks: FollowOpt = False,
 ) -> None:
-    """Label new photos. Unreadable files are reported per file; exit code 1 only if none could be read.
+    """Label new photos, and flag those that look like none of the classes. Unreadable files are
+    reported per file; exit code 1 only if none could be read.
 
     Example: photoclass predict models/cats-owls photo.jpg more-photos/ --top-k 2 --format csv
     """
     from photoclass import api
 
-    predictions = api.predict(model, paths, top_k=top_k, device=device, follow_symlinks=follow_symlinks)
+    predictions = api.predict(
+        model,
+        paths,
+        top_k=top_k,
+        reject_unknown=reject_unknown,
+        device=device,
+        follow_symlinks=follow_symlinks,
+    )
     render.predictions(predictions, fmt)
     if not any(p.error is None for p in predictions):
         raise typer.Exit(1)

@@ -61,6 +61,13 @@ def metrics(metrics: dict[str, Any], *, title: str, as_json: bool = False) -> No
         out.print_json(json.dumps(metrics))
         return
     out.print(f"[bold]{title}[/]: {headline(metrics)}", highlight=False)
+    unknown = metrics.get("unknown")
+    if unknown:
+        left_out = ", left out of these numbers" if unknown["rejected"] else ""
+        out.print(
+            f"{unknown['flagged']} photo(s) ({unknown['share']:.1%}) look like none of the classes{left_out}",
+            highlight=False,
+        )
     per_class = Table("class", "precision", "recall", "F1", "photos", title="per class")
     for name, row in metrics["per_class"].items():
         per_class.add_row(
@@ -87,24 +94,32 @@ def predictions(rows: Sequence[Any], fmt: Format) -> None:
         header = ["path", "label", "probability"]
         for i in range(2, k + 1):
             header += [f"label_{i}", f"probability_{i}"]
-        writer.writerow([*header, "error"])
+        writer.writerow([*header, "unknown", "error"])
         for r in rows:
             extra = [x for label, p in r.top[1:] for x in (label, f"{p:.6f}")]
             extra += [""] * (2 * (k - 1) - len(extra))
             prob = "" if r.probability is None else f"{r.probability:.6f}"
-            writer.writerow([r.path, r.label or "", prob, *extra, r.error or ""])
+            unknown = "" if r.unknown is None else str(r.unknown).lower()
+            writer.writerow([r.path, r.label or "", prob, *extra, unknown, r.error or ""])
     else:
         table = Table("photo", "prediction", "probability")
         for r in rows:
             if r.error:
                 table.add_row(r.path, f"[red]unreadable: {r.error}[/]", "")
-            else:
-                label = ", ".join(f"{name} {p:.1%}" for name, p in r.top[1:])
+                continue
+            others = ", ".join(f"{name} {p:.1%}" for name, p in r.top[1:])
+            if r.label is None:  # rejected: looks like none of the classes
+                best, p = r.top[0]
                 table.add_row(
-                    r.path,
-                    r.label + (f"  [dim](then {label})[/]" if label else ""),
-                    f"{r.probability:.1%}",
+                    r.path, f"[yellow]unknown[/]  [dim](none of the classes; closest {best})[/]", ""
                 )
+                continue
+            flag = "  [yellow](looks like none of the classes)[/]" if r.unknown else ""
+            table.add_row(
+                r.path,
+                r.label + (f"  [dim](then {others})[/]" if others else "") + flag,
+                f"{r.probability:.1%}",
+            )
         out.print(table)
 
 

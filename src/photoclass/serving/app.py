@@ -68,11 +68,12 @@ class PredictServer:
         tick = time.perf_counter()
         pixels = decode_image(body, self.bundle.image_size)
         with self._lock:
-            top = predict_pixels(self.bundle, pixels[None], top_k=top_k)[0]
+            scored = predict_pixels(self.bundle, pixels[None], top_k=top_k)[0]
         return {
-            "label": top[0][0],
-            "probability": top[0][1],
-            "top": [{"label": label, "probability": p} for label, p in top],
+            "label": scored.top[0][0],
+            "probability": scored.top[0][1],
+            "top": [{"label": label, "probability": p} for label, p in scored.top],
+            "unknown": scored.unknown,
             "ms": round((time.perf_counter() - tick) * 1000, 1),
         }
 

@@ -22,6 +22,7 @@ from photoclass.config import TrainConfig
 from photoclass.data.augment import CachedImages, create_augmentation, loader
 from photoclass.data.preprocess import Normalize
 from photoclass.models import ImageClassifier
+from photoclass.models.classifier import PreLogits
 from photoclass.prediction.inference import logits_for
 from photoclass.progress import NO_PROGRESS, Progress
 from photoclass.runtime import Compute
@@ -54,6 +55,10 @@ class Phase:
     validate: Callable[[], torch.Tensor]  # -> validation logits (CPU, float32)
     lr: Callable[[int], float]  # the phase's optimizer step -> learning rate
     begin_epoch: Callable[[], None]  # put each module in training or evaluation mode
+    label_smoothing: float = 0.0
+    # The pre-logits of the training and validation photos, when the phase computed them
+    # (the probe): the prior, the unknown flag and calibration reuse them.
+    features: tuple[torch.Tensor, torch.Tensor] | None = None
 
 
 def train_step(
@@ -72,7 +77,7 @@ def train_step(
         group["lr"] = lr
     with phase.compute.autocast():
         logits = phase.forward(x).float()
-    loss = F.cross_entropy(logits, y, weight=weights)
+    loss = F.cross_entropy(logits, y, weight=weights, label_smoothing=phase.label_smoothing)
     phase.optimizer.zero_grad(set_to_none=True)
     scaler.scale(loss).backward()
     scaler.step(phase.optimizer)
@@ -91,7 +96,7 @@ def probe_phase(
 ) -> Phase:
     """A new classifier trained on the frozen backbone's pooled features, computed once."""
     model.eval()
-    backbone = _Backbone(model)
+    backbone = PreLogits(model)
     features = [
         logits_for(
             backbone,
@@ -130,6 +135,8 @@ def probe_phase(
         validate=validate,
         lr=lambda step: cfg.probe_lr,
         begin_epoch=head.train,
+        label_smoothing=cfg.label_smoothing,
+        features=(features[0], features[1]),
     )
 
 
@@ -193,15 +200,5 @@ def train_phase(
         validate=validate,
         lr=lambda step: lr_at(step, total_steps, cfg),
         begin_epoch=begin_epoch,
+        label_smoothing=cfg.label_smoothing,
     )
-
-
-class _Backbone(nn.Module):
-    """The model up to the vector its classifier reads (what the probe trains on)."""
-
-    def __init__(self, model: ImageClassifier) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model.forward_head(self.model.forward_features(x), pre_logits=True)
