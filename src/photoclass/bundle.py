@@ -5,7 +5,6 @@ how well it did). Loading never unpickles anything, so a model file cannot run c
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -18,6 +17,7 @@ from torch import nn
 
 from photoclass.data.preprocess import Normalize
 from photoclass.errors import BundleError
+from photoclass.files import atomic_write
 from photoclass.models import create_model
 from photoclass.runtime import native_bf16
 
@@ -64,13 +64,6 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
-def atomic_write(path: Path, write) -> None:
-    """Write through `write(tmp_path)` then rename, so a kill never leaves half a file."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
-    write(tmp)
-    os.replace(tmp, path)
-
-
 def state_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
     # channels_last weights are not contiguous in the default layout; safetensors wants it.
     return {k: v.detach().contiguous() for k, v in model.state_dict().items()}
@@ -82,7 +75,7 @@ def save_bundle(out: Path, model: nn.Module, meta: dict[str, Any]) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     meta = {"format": FORMAT, "version": VERSION, **meta, "versions": package_versions()}
     atomic_write(out / WEIGHTS, lambda tmp: save_file(state_tensors(model), str(tmp)))
-    atomic_write(out / META, lambda tmp: tmp.write_text(json.dumps(meta, indent=2)))
+    atomic_write(out / META, json.dumps(meta, indent=2))
     return out
 
 
