@@ -15,7 +15,8 @@ from typer.testing import CliRunner
 from photoclass.cli import app
 from photoclass.collecting import collect, summarize
 from photoclass.config import CollectConfig
-from photoclass.errors import ConfigError, FlickrError, PhotoclassError
+from photoclass.errors import ConfigError, FlickrError, NetworkError, PhotoclassError
+from photoclass.progress import RichProgress
 from photoclass.sim import Faults, SimServer
 
 from .conftest import assert_clean_dataset, dataset_state
@@ -34,7 +35,7 @@ def test_a_faulty_run_collects_every_class_and_records_every_failure(
 ) -> None:
     faults = Faults(server_error=0.10, rate_limit=0.05, truncated=0.05, corrupt=0.02, duplicates=0.05)
     sim = start_sim(faults=faults, photos_per_class=50)  # few enough that copies meet originals
-    summary = collect(config_for(sim, per_class=40), tmp_path, sim.api_key, progress=False)
+    summary = collect(config_for(sim, per_class=40), tmp_path, sim.api_key)
 
     assert {c: n.downloaded for c, n in summary.classes.items()} == {"cat": 40, "owl": 40}
     assert_clean_dataset(tmp_path)
@@ -55,7 +56,7 @@ def test_duplicates_are_dropped_and_never_kept_twice(
     start_sim: Sim, config_for: Config, tmp_path: Path
 ) -> None:
     sim = start_sim(faults=Faults(duplicates=0.3))
-    collect(config_for(sim, per_class=40), tmp_path, sim.api_key, progress=False)
+    collect(config_for(sim, per_class=40), tmp_path, sim.api_key)
     kept = rows(tmp_path, "SELECT sha256 FROM photos WHERE status = 'ok'")
     assert len(kept) == len(set(kept)) == 80
     dropped = rows(tmp_path, "SELECT error FROM photos WHERE status = 'rejected'")
@@ -66,9 +67,9 @@ def test_rerunning_a_finished_collection_changes_nothing(
     sim: SimServer, config_for: Config, tmp_path: Path
 ) -> None:
     config = config_for(sim)
-    collect(config, tmp_path, sim.api_key, progress=False)
+    collect(config, tmp_path, sim.api_key)
     before, requests = dataset_state(tmp_path), (sim.flickr.api_calls, sim.flickr.image_requests)
-    again = collect(config, tmp_path, sim.api_key, progress=False)
+    again = collect(config, tmp_path, sim.api_key)
     assert (sim.flickr.api_calls, sim.flickr.image_requests) == requests
     assert dataset_state(tmp_path) == before and again.api_calls == 0
 
@@ -76,16 +77,16 @@ def test_rerunning_a_finished_collection_changes_nothing(
 def test_a_deleted_photo_is_fetched_again_and_more_per_class_adds_photos(
     sim: SimServer, config_for: Config, tmp_path: Path
 ) -> None:
-    collect(config_for(sim), tmp_path, sim.api_key, progress=False)
+    collect(config_for(sim), tmp_path, sim.api_key)
     before = dataset_state(tmp_path)
     victim = next((tmp_path / "train" / "owl").iterdir())
     victim.unlink()
     requests = sim.flickr.image_requests
-    collect(config_for(sim), tmp_path, sim.api_key, progress=False)
+    collect(config_for(sim), tmp_path, sim.api_key)
     assert sim.flickr.image_requests == requests + 1 and dataset_state(tmp_path) == before
 
     placed = {p.relative_to(tmp_path) for p in tmp_path.glob("*/*/*.jpg")}
-    bigger = collect(config_for(sim, per_class=45), tmp_path, sim.api_key, progress=False)
+    bigger = collect(config_for(sim, per_class=45), tmp_path, sim.api_key)
     assert {c: n.downloaded for c, n in bigger.classes.items()} == {"cat": 45, "owl": 45}
     assert all((tmp_path / p).is_file() for p in placed)  # no photo changed split
     assert_clean_dataset(tmp_path)
@@ -95,7 +96,7 @@ def test_a_class_flickr_runs_out_of_is_reported_short(
     start_sim: Sim, config_for: Config, tmp_path: Path
 ) -> None:
     sim = start_sim(photos_per_class=25)
-    summary = collect(config_for(sim, per_class=40), tmp_path, sim.api_key, progress=False)
+    summary = collect(config_for(sim, per_class=40), tmp_path, sim.api_key)
     assert summary.short == ["cat", "owl"]
     assert all(n.downloaded == 25 for n in summary.classes.values())
 
@@ -104,20 +105,20 @@ def test_queries_tags_and_licenses_shape_the_search(
     sim: SimServer, config_for: Config, tmp_path: Path
 ) -> None:
     config = config_for(sim, query={"owl": "owl -nature"}, license="CC BY 2.0,9,All Rights Reserved")
-    collect(config, tmp_path, sim.api_key, progress=False)
+    collect(config, tmp_path, sim.api_key)
     kept = rows(tmp_path, "SELECT id, license FROM photos WHERE status = 'ok'")
     assert {lic for _, lic in kept} <= {0, 4, 9}
     owls = [sim.corpus.by_id[i] for i, _ in kept if sim.corpus.by_id[i].class_name == "owl"]
     assert owls and all("nature" not in p.tags for p in owls)
     with pytest.raises(ConfigError, match="unknown license 'CC BY 9'"):
-        collect(config_for(sim, license="CC BY 9"), tmp_path, sim.api_key, progress=False)
+        collect(config_for(sim, license="CC BY 9"), tmp_path, sim.api_key)
 
 
 def test_hostile_class_names_stay_inside_data(start_sim: Sim, config_for: Config, tmp_path: Path) -> None:
     names = ("../../escape", "a/b", "=HYPERLINK(1)")
     sim = start_sim(classes=names, photos_per_class=30)
     data = tmp_path / "data"
-    summary = collect(config_for(sim, classes=names, per_class=10), data, sim.api_key, progress=False)
+    summary = collect(config_for(sim, classes=names, per_class=10), data, sim.api_key)
     assert set(summary.classes) == {"escape", "a_b", "HYPERLINK_1"}
     assert [p.name for p in tmp_path.iterdir()] == ["data"], "nothing written outside DATA"
     assert {p.parent.name for p in data.rglob("*.jpg")} == set(summary.classes)
@@ -137,12 +138,12 @@ def test_the_api_key_appears_nowhere(
     key = "5ecre7a9c0ffee5ecre7a9c0ffee5ecr"
     sim = start_sim(api_key=key, faults=Faults(server_error=0.1, api_error=0.2, corrupt=0.05))
     caplog.set_level(logging.DEBUG)  # httpx and httpcore log every request at DEBUG
-    summary = collect(config_for(sim, per_class=15), tmp_path, key, progress=True)
+    summary = collect(config_for(sim, per_class=15), tmp_path, key, progress=RichProgress())
     with pytest.raises(FlickrError) as wrong_key:
-        collect(config_for(sim, per_class=99), tmp_path, key[:-1] + "x", progress=False)
+        collect(config_for(sim, per_class=99), tmp_path, key[:-1] + "x")
     sim.stop()
     with pytest.raises(PhotoclassError) as unreachable:
-        collect(config_for(sim, per_class=99), tmp_path, key, progress=False)
+        collect(config_for(sim, per_class=99), tmp_path, key)
     messages = [str(wrong_key.value), str(unreachable.value)]
     assert "failed 6 times" in messages[1]
     outputs = capsys.readouterr()
@@ -163,14 +164,14 @@ def test_a_wrong_key_fails_with_one_line_before_any_download(
     sim: SimServer, config_for: Config, tmp_path: Path
 ) -> None:
     with pytest.raises(FlickrError) as caught:
-        collect(config_for(sim), tmp_path, "wrong", progress=False)
+        collect(config_for(sim), tmp_path, "wrong")
     assert caught.value.code == 100 and "\n" not in str(caught.value)
     assert sim.flickr.image_requests == 0
 
 
 def test_summarize_reports_what_the_dataset_holds(sim: SimServer, config_for: Config, tmp_path: Path) -> None:
     assert summarize(tmp_path) is None
-    collect(config_for(sim, per_class=20, test_per_class=5), tmp_path, sim.api_key, progress=False)
+    collect(config_for(sim, per_class=20, test_per_class=5), tmp_path, sim.api_key)
     report = summarize(tmp_path)
     assert report is not None
     assert report["photos"]["cat"]["test"] == report["photos"]["owl"]["test"] == 5

@@ -162,16 +162,21 @@ def test_api_key_comes_from_config_file_then_environment(
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
     monkeypatch.delenv("FLICKR_API_KEY", raising=False)
     with pytest.raises(ConfigError, match="services/apps/create"):
-        find_api_key(None)
+        find_api_key()
     user = tmp_path / "xdg" / "photoclass" / "config.toml"
     user.parent.mkdir(parents=True)
     user.write_text('flickr_api_key = "from-user-config"\n')
-    assert find_api_key(None) == "from-user-config"
+    assert find_api_key() == "from-user-config"
     monkeypatch.setenv("FLICKR_API_KEY", "from-env")
-    assert find_api_key(None) == "from-env"
+    assert find_api_key() == "from-env"
     given = tmp_path / "run.toml"
     given.write_text('[collect]\nflickr_api_key = "from-given-file"\nper_class = 5\n')
-    assert find_api_key(given) == "from-given-file"
+    assert find_api_key(config_file=given) == "from-given-file"
+    assert find_api_key(" passed-in ", given) == "passed-in"
+    with pytest.raises(ConfigError, match="empty"):
+        find_api_key("  ", given)
+    with pytest.raises(ConfigError, match="empty"):
+        FlickrClient("")  # the client looks its key up the same way
 
 
 # -- against the simulator ---------------------------------------------------------------------
