@@ -58,3 +58,17 @@ def test_the_file_and_its_folder_are_synced(tmp_path: Path, monkeypatch: pytest.
     temp_names = [Path(p).name for p in synced[::2]]
     assert all(name.startswith(".") and name.endswith(".part") for name in temp_names), synced
     assert synced[1::2] == [str(tmp_path)] * 2, "the folder is synced after each rename"
+
+
+def test_a_batch_written_without_fsync_is_whole_and_synced_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[str] = []
+    monkeypatch.setattr(files.os, "fsync", lambda fd: calls.append("fsync"))
+    monkeypatch.setattr(files.os, "sync", lambda: calls.append("sync"))
+    for i in range(5):
+        atomic_write(tmp_path / f"{i}.jpg", b"\xff\xd8" * i, durable=False)
+    files.sync_all()
+    assert calls == ["sync"]
+    assert [(tmp_path / f"{i}.jpg").read_bytes() for i in range(5)] == [b"\xff\xd8" * i for i in range(5)]
+    assert len(list(tmp_path.iterdir())) == 5

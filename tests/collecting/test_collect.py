@@ -4,7 +4,9 @@ licenses, secrets, and the CLI."""
 from __future__ import annotations
 
 import csv
+import json
 import logging
+import re
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
@@ -14,13 +16,16 @@ from typer.testing import CliRunner
 
 from photoclass.cli import app
 from photoclass.collecting import collect, summarize
+from photoclass.collecting.manifest import Manifest
 from photoclass.config import CollectConfig
 from photoclass.errors import ConfigError, FlickrError, NetworkError, PhotoclassError
 from photoclass.progress import RichProgress
 from photoclass.sim import Faults, SimServer
+from photoclass.sim.corpus import render_jpeg
 
-from .conftest import assert_clean_dataset, dataset_state
+from .conftest import Answer, Replay, assert_clean_dataset, dataset_state
 
+KEY = "0123456789abcdef0123456789abcdef"
 Sim = Callable[..., SimServer]
 Config = Callable[..., CollectConfig]
 
@@ -197,3 +202,113 @@ def test_the_cli_collects_and_turns_errors_into_one_line(
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 1 and "services/apps/create" in result.output
     assert "Traceback" not in result.output
+
+
+def test_a_photo_host_that_keeps_refusing_stops_the_run_and_a_rerun_resumes(
+    start_sim: Sim, config_for: Config, tmp_path: Path
+) -> None:
+    sim = start_sim(faults=Faults(photo_rate_limit=1.0, retry_after=0))  # the API answers, photos 429
+    config = config_for(sim, per_class=30)  # host_refusals at its default, 100
+    with pytest.raises(NetworkError) as caught:
+        collect(config, tmp_path, sim.api_key)
+    host = re.escape(sim.base_url.removeprefix("http://"))
+    said = re.fullmatch(
+        rf"photo host {host} is rate-limiting \((\d+) requests in a row refused: http_429 x\1\); "
+        "rerun later to resume",
+        str(caught.value),
+    )
+    assert said, str(caught.value)
+    # Those in flight when the 100th refusal came in still finish: a few more than 100.
+    assert 100 <= int(said[1]) == sim.flickr.image_requests < 100 + config.concurrency, "bounded"
+    assert not list(tmp_path.rglob("*.jpg"))
+    assert {s for (s,) in rows(tmp_path, "SELECT DISTINCT status FROM photos")} <= {"pending", "failed"}
+
+    sim.flickr.faults = Faults()  # the host is back: the same call resumes and finishes
+    summary = collect(config, tmp_path, sim.api_key)
+    assert {c: n.downloaded for c, n in summary.classes.items()} == {"cat": 30, "owl": 30}
+    assert_clean_dataset(tmp_path)
+
+
+def test_photos_gone_from_flickr_are_rejected_for_good(
+    start_sim: Sim, config_for: Config, tmp_path: Path
+) -> None:
+    sim = start_sim(faults=Faults(deleted=0.1, missing=0.1))
+    collect(config_for(sim, per_class=30), tmp_path, sim.api_key)
+    gone = rows(tmp_path, "SELECT image_url, error FROM photos WHERE status = 'rejected'")
+    assert {e for _, e in gone} == {"unavailable", "http_404"}
+    assert sum(e == "unavailable" for _, e in gone) == sim.flickr.served["photo:deleted"]
+    collect(config_for(sim, per_class=35), tmp_path, sim.api_key)  # more: failures are retried
+    assert all(sim.flickr.times_asked(url) == 1 for url, _ in gone), "a gone photo is never asked again"
+    assert set(gone) <= set(rows(tmp_path, "SELECT image_url, error FROM photos WHERE status = 'rejected'"))
+    assert_clean_dataset(tmp_path)
+
+
+def test_licence_names_are_matched_against_the_live_table(
+    sim: SimServer, config_for: Config, tmp_path: Path
+) -> None:
+    collect(config_for(sim, per_class=10, license="CC0,PDM,CC BY 4.0"), tmp_path, sim.api_key)
+    kept = {lic for (lic,) in rows(tmp_path, "SELECT license FROM photos WHERE status = 'ok'")}
+    assert kept and kept <= {9, 10, 11}
+
+
+def test_a_saved_licence_table_without_the_name_asked_for_is_read_again(
+    sim: SimServer, config_for: Config, tmp_path: Path
+) -> None:
+    with Manifest(tmp_path / "manifest.sqlite") as manifest:  # written before Flickr added 11-16
+        manifest.save_licenses({4: ("CC BY 2.0", ""), 9: ("CC0 1.0", "")})
+    collect(config_for(sim, per_class=5, license="CC BY 4.0"), tmp_path, sim.api_key)
+    with Manifest(tmp_path / "manifest.sqlite") as manifest:
+        assert manifest.licenses()[11][0] == "CC BY 4.0"
+    assert {lic for (lic,) in rows(tmp_path, "SELECT license FROM photos WHERE status = 'ok'")} == {11}
+
+
+def test_names_from_the_network_cannot_leave_data(
+    replay: Callable[..., Replay], config_for: Config, tmp_path: Path
+) -> None:
+    """Photo ids, titles and owners as a hostile or broken server might send them: only the
+    well-formed results are kept, and nothing they say becomes a path."""
+    bad = [
+        {"id": "../../../escape", "owner": "1@N01"},
+        {"id": "１２３", "owner": "1@N01"},  # fullwidth digits
+        {"id": "9" * 25, "owner": "1@N01"},  # longer than any 64-bit number
+        {"id": "-5", "owner": "1@N01"},
+        {"id": "1001", "owner": "../../x"},
+        {"id": "1002", "owner": "C:\\Windows"},
+    ]
+    good = [
+        {"id": "2001", "owner": "11@N01", "title": "../../../etc/passwd\x00", "ownername": "CON"},
+        {"id": "2002", "owner": "12@N01", "title": '=HYPERLINK("http://x")', "ownername": "a" * 300},
+        {"id": "2003", "owner": "13@N01", "title": "C:\\Windows\\win.ini", "ownername": "\u202eevil\n"},
+    ]
+
+    def answer(path: str, params: dict[str, str]) -> Answer:
+        if params.get("method") == "flickr.photos.licenses.getInfo":
+            table = [{"id": 4, "name": "CC BY 2.0", "url": ""}]
+            return (
+                200,
+                "application/json",
+                json.dumps({"licenses": {"license": table}, "stat": "ok"}).encode(),
+            )
+        if params.get("method") == "flickr.photos.search":
+            photos = {"page": 1, "pages": 1, "perpage": 500, "total": "9", "photo": bad + good}
+            return 200, "application/json", json.dumps({"photos": photos, "stat": "ok"}).encode()
+        index = int(path.rsplit("/", 1)[1].split("_")[0]) - 2000
+        return 200, "image/jpeg", render_jpeg("cat", index, 240)
+
+    server = replay(answer)
+    for item in bad + good:
+        url = f"{server.base_url}/photos/4/{item['id']}_s.jpg"
+        item |= {"license": "4", "url_s": url, "width_s": "240", "height_s": "180"}
+    data = tmp_path / "data"
+    summary = collect(config_for(server, classes=("cat",), per_class=5, split=(0.6, 0.2, 0.2)), data, KEY)
+    assert summary.classes["cat"].downloaded == 3 and summary.short == ["cat"]
+    assert [p.name for p in tmp_path.iterdir()] == ["data"], "nothing written outside DATA"
+    assert sorted(p.name for p in data.rglob("*.jpg")) == ["2001.jpg", "2002.jpg", "2003.jpg"]
+    assert {p.parent.name for p in data.rglob("*.jpg")} == {"cat"}
+    asked = {path for path, _ in server.asked if path.startswith("/photos/")}
+    assert asked == {f"/photos/4/{item['id']}_s.jpg" for item in good}, "only well-formed ids fetched"
+    with open(data / "ATTRIBUTION.csv", newline="", encoding="utf-8") as f:
+        table = list(csv.DictReader(f))
+    assert {row["photo_id"] for row in table} == {"2001", "2002", "2003"}
+    cells = [cell for row in table for cell in row.values()]
+    assert not any(c.startswith(("=", "+", "-", "@")) or "\x00" in c or "\n" in c for c in cells)

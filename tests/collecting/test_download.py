@@ -106,6 +106,7 @@ def test_bad_photos_are_rejected_by_the_validator_and_never_saved(
 def test_the_validator_and_the_sink_are_the_callers(sim: SimServer, tmp_path: Path) -> None:
     """Whatever the validator returns for a body is the verdict; the sink receives what passes."""
     kept: dict[str, int] = {}
+    flushed: list[int] = []
 
     class Sizes:
         def saved(self, job_id: str) -> bytes | None:
@@ -114,11 +115,15 @@ def test_the_validator_and_the_sink_are_the_callers(sim: SimServer, tmp_path: Pa
         def save(self, job_id: str, body: bytes) -> None:
             kept[job_id] = len(body)
 
+        def flush(self) -> None:
+            flushed.append(len(kept))
+
     def every_other(body: bytes, content_type: str) -> object:
         return len(body) if len(body) % 2 else "even_length"
 
     results = download(jobs_for(sim, 12), fast(), validate=every_other, sink=Sizes())
     assert {r.id: r.checked for r in results if r.status == "ok"} == kept and kept
+    assert flushed == [len(kept)], "flushed once, after the last save"
     assert {r.error for r in results if r.status == "rejected"} <= {"even_length"}
 
 

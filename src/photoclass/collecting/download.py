@@ -42,7 +42,10 @@ class Sink(Protocol):
         """The body an earlier (perhaps killed) run saved for this job, if any."""
 
     def save(self, job_id: str, body: bytes) -> None:
-        """Keep this body; it must be whole on disk or absent, whatever happens."""
+        """Keep this body: whole or absent, if the process is killed at any point."""
+
+    def flush(self) -> None:
+        """Make what `save` kept durable; `download` calls it once, before it returns."""
 
 
 @dataclass(frozen=True)
@@ -235,6 +238,7 @@ async def _download(
                     on_result(result)
 
     await asyncio.gather(*(worker() for _ in range(min(config.concurrency, len(jobs)))))
+    await asyncio.to_thread(stage.sink.flush)
     return results
 
 
@@ -251,7 +255,9 @@ def download(
     second per host, retrying what may succeed later (`config.retries`, `config.backoff`).
 
     Each body goes through `validate(body, content_type)`; what passes goes to
-    `sink.save(job.id, body)`. A job the sink already holds a valid body for is not fetched.
+    `sink.save(job.id, body)`, and `sink.flush()` is called once at the end, so what the
+    results call "ok" is on the disk. A job the sink already holds a valid body for is not
+    fetched.
     `hosts` counts refusals across calls (one per run; a new one, limited to
     `config.host_refusals`, by default). Returns one `Result` per job, in completion order;
     `on_result` sees each as it completes.

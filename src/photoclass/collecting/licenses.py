@@ -40,7 +40,7 @@ def meaning(name: str) -> tuple[str, frozenset[str], str | None] | None:
     ("pdm", {}, None); None for a name that is none of these ("All Rights Reserved")."""
     words = _words(name)
     joined = "".join(words)
-    if "cc0" in words or "publicdomaindedication" in joined:
+    if joined.startswith("cc0") or "cc0" in words or "publicdomaindedication" in joined:
         return "cc0", frozenset(), None
     if "publicdomainmark" in joined or words == ["pdm"]:
         return "pdm", frozenset(), None

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from photoclass.collecting.dedup import near_pairs
 from photoclass.errors import ConfigError
-from photoclass.files import PART, atomic_write
+from photoclass.files import PART, atomic_write, sync_all
 
 SPLITS = ("train", "val", "test")
 INCOMING = ".incoming"
@@ -96,7 +96,8 @@ def photo_path(data: Path, split: str | None, folder: str, photo_id: str) -> Pat
 
 
 class IncomingFolder:
-    """The downloader's sink for one class: `DATA/.incoming/<class>/<id>.jpg`, written whole."""
+    """The downloader's sink for one class: `DATA/.incoming/<class>/<id>.jpg`, each written
+    whole, and all of a batch flushed to the disk (`flush`) before the manifest records it."""
 
     def __init__(self, data: Path, folder: str) -> None:
         self.data, self.folder = data, folder
@@ -110,7 +111,10 @@ class IncomingFolder:
     def save(self, photo_id: str, body: bytes) -> None:
         path = photo_path(self.data, None, self.folder, photo_id)
         path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(path, body)
+        atomic_write(path, body, durable=False)
+
+    def flush(self) -> None:
+        sync_all()
 
     def discard(self, photo_id: str) -> None:
         photo_path(self.data, None, self.folder, photo_id).unlink(missing_ok=True)

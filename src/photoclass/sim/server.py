@@ -118,6 +118,10 @@ class Flickr:
         response.delay += self.faults.latency
         return response
 
+    def times_asked(self, url: str) -> int:
+        """How often the photo at `url` was requested (retries and later runs included)."""
+        return self._seen.get(urlsplit(url).path, 0)
+
     # -- per-request faults ------------------------------------------------------------------
 
     def _transient(self, key: str, image: bool) -> str | None:
