@@ -312,3 +312,30 @@ def test_names_from_the_network_cannot_leave_data(
     assert {row["photo_id"] for row in table} == {"2001", "2002", "2003"}
     cells = [cell for row in table for cell in row.values()]
     assert not any(c.startswith(("=", "+", "-", "@")) or "\x00" in c or "\n" in c for c in cells)
+
+
+def test_the_cli_checks_a_key_and_needs_out_to_collect(
+    sim: SimServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FLICKR_API_KEY", sim.api_key)
+    result = CliRunner().invoke(app, ["collect", "--check-key", "--api-url", sim.api_url])
+    assert result.exit_code == 0, result.output
+    assert "the key works" in result.output and "found 200 photos" in result.output
+    assert sim.api_key not in result.output and sim.flickr.image_requests == 0
+    monkeypatch.setenv("FLICKR_API_KEY", "wrong")
+    result = CliRunner().invoke(app, ["collect", "--check-key", "--api-url", sim.api_url])
+    assert result.exit_code == 1 and result.output.startswith("error: Flickr error 100: invalid API key")
+    result = CliRunner().invoke(app, ["collect", "cat"])
+    assert result.exit_code == 2 and "give the classes and --out" in result.output
+
+
+def test_the_cli_says_in_one_line_that_the_photo_host_refuses(
+    start_sim: Sim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sim = start_sim(faults=Faults(photo_rate_limit=1.0, retry_after=0))
+    monkeypatch.setenv("FLICKR_API_KEY", sim.api_key)
+    args = ["collect", "cat", "--out", str(tmp_path), "--api-url", sim.api_url, "--size", "s"]
+    result = CliRunner().invoke(app, [*args, "--backoff", "0.01", "--host-refusals", "10"])
+    lines = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert result.exit_code == 1 and len(lines) == 1 and "Traceback" not in result.output
+    assert "is rate-limiting" in lines[0] and lines[0].endswith("rerun later to resume")

@@ -10,7 +10,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
-import click
 import typer
 
 from photoclass import runtime
@@ -33,6 +32,10 @@ def command(name: str | None = None, *, group: typer.Typer | None = None, **kwar
     code 1."""
 
     def wrap(fn: Callable) -> Callable:
+        # The command list shows the docstring's first paragraph: as one line, not broken
+        # where the source wraps it.
+        kwargs.setdefault("short_help", " ".join((fn.__doc__ or "").split("\n\n")[0].split()))
+
         @functools.wraps(fn)
         def run(*args: Any, **kw: Any) -> Any:
             try:
@@ -83,7 +86,7 @@ def evaluate(
     model: ModelArg,
     split: SplitArg,
     out: Annotated[
-        Path | None, typer.Option("--out", "-o", help="Folder for metrics.json [the model folder].")
+        Path | None, typer.Option("--out", "-o", help="Folder for metrics.json (default: the model folder).")
     ] = None,
     report: Annotated[bool, typer.Option("--report", help="Also write report.html there.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
@@ -159,7 +162,8 @@ def export(
     check: Annotated[
         list[Path] | None,
         typer.Option(
-            help="Photos or folders to compare ONNX with PyTorch on [random pixels].", show_default=False
+            help="Photos or folders to compare ONNX with PyTorch on (default: random pixels).",
+            show_default=False,
         ),
     ] = None,
 ) -> None:
@@ -257,7 +261,7 @@ def collect(
         render.key_check(api.check_key((classes or ["cat"])[0], config=cfg, config_file=config))
         return
     if out is None or not classes:
-        raise click.UsageError("give the classes and --out (or --check-key alone)")
+        raise typer.BadParameter("give the classes and --out (or --check-key alone)", param_hint="'--out'")
     render.collect_summary(api.collect(classes, out, cfg, config_file=config, progress=RichProgress()))
 
 
@@ -308,7 +312,7 @@ def run(
         bool, typer.Option("--simulator", help="Use a local Flickr simulator: no key, no network.")
     ] = False,
     config: Annotated[
-        Path | None, typer.Option("--config", "-c", help="TOML file with [collect] and [train] tables.")
+        Path | None, typer.Option("--config", "-c", help="TOML file with \\[collect] and \\[train] tables.")
     ] = None,
 ) -> None:
     """The reference tutorial in one command: collect photos from Flickr, train, evaluate on the
