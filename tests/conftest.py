@@ -69,7 +69,7 @@ def _skip_if_real_photos_missing(error: FileNotFoundError) -> None:
 
 
 @pytest.hookimpl(wrapper=True)
-def pytest_runtest_setup(item: pytest.Item) -> Generator[None, None, None]:
+def _skipping_missing_real_photos(item: pytest.Item) -> Generator[None, None, None]:
     try:
         return (yield)
     except FileNotFoundError as e:
@@ -77,13 +77,8 @@ def pytest_runtest_setup(item: pytest.Item) -> Generator[None, None, None]:
         raise
 
 
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
-    try:
-        return (yield)
-    except FileNotFoundError as e:
-        _skip_if_real_photos_missing(e)
-        raise
+# Around each test's set-up (its fixtures) and its body.
+pytest_runtest_setup = pytest_runtest_call = _skipping_missing_real_photos
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

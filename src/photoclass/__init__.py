@@ -19,27 +19,7 @@ from photoclass.errors import (
     PhotoclassError,
 )
 
-__all__ = [
-    "BundleError",
-    "ConfigError",
-    "DatasetError",
-    "FlickrError",
-    "NetworkError",
-    "PhotoclassError",
-    "check_key",
-    "collect",
-    "demo",
-    "evaluate",
-    "export",
-    "load_model",
-    "predict",
-    "report",
-    "run",
-    "simulator",
-    "train",
-]
-__version__ = "0.1.0"
-
+# The API's functions, imported from `photoclass.api` on first use (see `__getattr__`).
 _API = {
     "check_key",
     "collect",
@@ -53,6 +33,16 @@ _API = {
     "simulator",
     "train",
 }
+__all__ = [
+    "BundleError",
+    "ConfigError",
+    "DatasetError",
+    "FlickrError",
+    "NetworkError",
+    "PhotoclassError",
+    *sorted(_API),
+]
+__version__ = "0.1.0"
 
 
 def __getattr__(name: str) -> Any:
