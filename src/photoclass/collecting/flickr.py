@@ -1,11 +1,14 @@
-"""The Flickr REST API over httpx: search and licenses, paced, retried, past the 4,000 cap.
+"""The Flickr REST API over httpx: search and licenses, paced, retried, past the 4,000 cap;
+the API-key lookup; `check_key`, the smoke test against the real endpoint.
 
     >>> with FlickrClient(api_key) as flickr:                                 # doctest: +SKIP
     ...     for item in flickr.search({"text": "owl", "tags": "owl", "extras": "url_c"}):
     ...         print(item["id"], item.get("url_c"))
 
 Calls go out as POST forms, so the API key is never part of a URL: it cannot leak through
-httpx's request logging, an exception message or a proxy log.
+httpx's request logging, an exception message or a proxy log. Answers are read as Flickr
+gives them, not as its documentation promises: JSON or JSONP, numbers as strings, `stat: fail`
+in JSON or in XML, error pages in HTML.
 """
 
 from __future__ import annotations
