@@ -362,3 +362,15 @@ def test_the_clients_size_table_matches_what_the_photo_host_serves(sim: SimServe
         body = httpx.get(sim.flickr.photo_url(photo, size)).content
         with Image.open(io.BytesIO(body)) as image:
             assert max(image.size) == longest, size
+
+
+def test_a_flickr_error_that_stays_says_its_code_once(
+    replay: Callable[..., Replay], sleeps: list[float]
+) -> None:
+    fail = {"stat": "fail", "code": 105, "message": "Service currently unavailable"}
+    server = replay(lambda path, params: json_answer(fail))
+    with pytest.raises(FlickrError) as caught:
+        replay_client(server).call("flickr.photos.search")
+    assert str(caught.value) == (
+        "Flickr error 105: Service currently unavailable (gave up after 4 tries; rerun later to resume)"
+    )

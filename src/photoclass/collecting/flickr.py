@@ -219,7 +219,12 @@ class FlickrClient:
                 return outcome
             delay = self._backoff.delay(attempt, outcome.retry_after)
             if attempt < self._backoff.retries:
-                log.info("%s: %s; retrying in %.1f s", method, outcome.reason, delay)
+                said = (
+                    outcome.reason
+                    if outcome.code is None
+                    else f"Flickr error {outcome.code}: {outcome.reason}"
+                )
+                log.info("%s: %s; retrying in %.1f s", method, said, delay)
                 time.sleep(delay)
         tries = self._backoff.retries + 1
         if outcome.code is not None:
@@ -263,7 +268,7 @@ class FlickrClient:
             return payload
         code, message = _int(payload.get("code")), _one_line(str(payload.get("message", "unknown error")))
         if code in RETRY_CODES:
-            return _Retry(f"Flickr error {code}: {message}", code=code)
+            return _Retry(message, code=code)
         if code == 100:
             raise FlickrError(100, f"invalid API key; {KEY_HELP}")
         raise FlickrError(code, self._redact(message))
