@@ -176,16 +176,15 @@ def _keep(stage: _Stage, job_id: str, body: _Body) -> Any:
     return checked
 
 
-def _check_saved(stage: _Stage, job_id: str) -> Any:
-    """What the validator says of a body an interrupted run saved; None when there is none."""
-    saved = stage.sink.saved(job_id)
-    return None if saved is None else stage.validate(saved, "image/jpeg")
-
-
 async def _fetch(client: httpx.AsyncClient, stage: _Stage, job: Job) -> Result:
-    saved = await asyncio.to_thread(_check_saved, stage, job.id)
-    if saved is not None and not isinstance(saved, str):  # saved by a run killed before recording it
-        return Result(job.id, "ok", checked=saved)
+    # Asked on the event loop, not in a thread: there is usually nothing, and a failed open
+    # costs microseconds, where a trip through the thread pool would queue every request
+    # behind the photos being decoded there.
+    saved = stage.sink.saved(job.id)
+    if saved is not None:  # saved by a run killed before recording it
+        checked = await asyncio.to_thread(stage.validate, saved, "image/jpeg")
+        if not isinstance(checked, str):
+            return Result(job.id, "ok", checked=checked)
     host = urlsplit(job.url).netloc
     retried: list[str] = []
     for attempt in range(stage.backoff.retries + 1):
