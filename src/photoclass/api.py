@@ -16,15 +16,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from photoclass import runtime
-from photoclass.bundle import Bundle, load_bundle
-from photoclass.config import CollectConfig, TrainConfig
-from photoclass.evaluation.evaluate import Evaluation, evaluate_split
-from photoclass.prediction.predict import Prediction, predict_paths
-from photoclass.progress import NO_PROGRESS, Progress, as_progress
+from photoclass.config import CollectConfig, TrainConfig, validate
+from photoclass.errors import ConfigError
+from photoclass.progress import Progress, as_progress
 
+# The stages that need torch (~1 s to import) are imported on first use, so that `collect`
+# and the simulator start at once.
 if TYPE_CHECKING:
-    from photoclass.collecting import CollectSummary
+    from photoclass.bundle import Bundle
+    from photoclass.collecting import CollectSummary, KeyCheck
+    from photoclass.evaluation.evaluate import Evaluation
     from photoclass.exporting import ExportResult
+    from photoclass.pipeline import RunSummary
+    from photoclass.prediction.predict import Prediction
+    from photoclass.sim import Faults, SimServer
     from photoclass.training.loop import TrainResult
 
 runtime.tune_allocator()
@@ -33,7 +38,21 @@ runtime.tune_allocator()
 def load_model(model: str | Path | Bundle, *, device: str = "auto") -> Bundle:
     """Load a bundle folder written by `train` (no pickle: safetensors + JSON) onto `device`
     ("auto": a GPU if there is one, else the CPU; or "cpu", "cuda", "cuda:1", "mps")."""
+    from photoclass.bundle import Bundle, load_bundle
+
     return model if isinstance(model, Bundle) else load_bundle(Path(model), device)
+
+
+def _options(cls: type, config: Any, options: dict[str, Any]) -> Any:
+    """`config` (or the defaults) with `options` as field overrides; unknown names are a
+    `ConfigError` (dataclasses.replace would raise a TypeError)."""
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise ConfigError(
+            f"unknown option(s) {', '.join(unknown)} for {cls.__name__}; valid: {', '.join(sorted(known))}"
+        )
+    return dataclasses.replace(config or cls(), **options)
 
 
 def collect(
@@ -42,22 +61,138 @@ def collect(
     config: CollectConfig | None = None,
     *,
     api_key: str | None = None,
+    config_file: str | Path | None = None,
     progress: bool | Progress = True,
     **options: Any,
 ) -> CollectSummary:
     """Search Flickr for each of `classes` and download, check, de-duplicate and split the photos
     into `out/{train,val,test}/<class>/` (+ `manifest.sqlite`, `ATTRIBUTION.csv`). Rerunning
-    the same call resumes. `api_key` defaults to $FLICKR_API_KEY or the user config file;
-    `options` override fields of `config` (e.g. `per_class=200, license="CC BY 2.0"`).
+    the same call resumes. `options` override fields of `config` (e.g. `per_class=200,
+    license="CC BY 2.0,CC0"`; `api_url=` points it at a `photoclass.simulator()`).
 
-    photoclass.collect(["cat", "owl"], "data/cats-owls", per_class=200)
+    The API key is `api_key`, else `flickr_api_key` in `config_file` (a TOML file), else
+    $FLICKR_API_KEY, else `flickr_api_key` in ~/.config/photoclass/config.toml.
+
+        photoclass.collect(["cat", "owl"], "data/cats-owls", per_class=200)
     """
     from photoclass.collecting import collect as _collect
     from photoclass.collecting.flickr import find_api_key
 
-    config = dataclasses.replace(config or CollectConfig(), classes=tuple(classes), **options)
-    key = api_key if api_key is not None else find_api_key()
-    return _collect(config, Path(out), key, progress=as_progress(progress) is not NO_PROGRESS)
+    config = _options(CollectConfig, config, {**options, "classes": tuple(classes)})
+    key = find_api_key(api_key, _path(config_file))
+    return _collect(config, Path(out), key, progress=as_progress(progress))
+
+
+def check_key(
+    text: str = "cat",
+    *,
+    api_key: str | None = None,
+    config_file: str | Path | None = None,
+    config: CollectConfig | None = None,
+    **options: Any,
+) -> KeyCheck:
+    """Check once that the key and this client work against the real endpoint (or
+    `api_url`): calls `flickr.test.echo` and asks one search page for `text`. The key is
+    found as in `collect`; `config`/`options` give `api_url`, `timeout`, `retries`.
+
+        photoclass.check_key()   # KeyCheck(total=..., photos=[...]) or a one-line error
+    """
+    from photoclass.collecting.flickr import FlickrClient, find_api_key
+    from photoclass.collecting.flickr import check_key as _check_key
+    from photoclass.collecting.retry import Backoff
+
+    config = _options(CollectConfig, config, options)
+    validate(config)
+    key = find_api_key(api_key, _path(config_file))
+    backoff = Backoff(config.retries, config.backoff)
+    with FlickrClient(key, api_url=config.api_url, backoff=backoff, timeout=config.timeout) as flickr:
+        return _check_key(flickr, text, config.size)
+
+
+def run(
+    classes: Sequence[str],
+    out: str | Path,
+    collect_config: CollectConfig | None = None,
+    train_config: TrainConfig | None = None,
+    *,
+    simulator: bool = False,
+    api_key: str | None = None,
+    config_file: str | Path | None = None,
+    progress: bool | Progress = True,
+    **options: Any,
+) -> RunSummary:
+    """The whole tutorial: collect `classes` from Flickr, train, evaluate on the test photos
+    and write the report, all under `out` (`data/`, `model/`, `metrics.json`,
+    `report.html`). Rerunning the same call resumes. `options` override fields of either
+    config by name (`per_class=200, model="small-cnn", epochs=5`; `seed` sets both).
+    `simulator=True` collects from a local Flickr simulator instead: no key, no network.
+
+        photoclass.run(["cat", "owl"], "runs/cats-owls", per_class=300)
+    """
+    from photoclass import pipeline
+    from photoclass.collecting.flickr import find_api_key
+
+    collect_names = {f.name for f in dataclasses.fields(CollectConfig)}
+    train_names = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(options) - collect_names - train_names)
+    if unknown:
+        raise ConfigError(f"unknown option(s) {', '.join(unknown)} for collect or train")
+    collect_cfg = _options(
+        CollectConfig,
+        collect_config,
+        {**{k: v for k, v in options.items() if k in collect_names}, "classes": tuple(classes)},
+    )
+    train_cfg = _options(TrainConfig, train_config, {k: v for k, v in options.items() if k in train_names})
+    if simulator:
+        return pipeline.run_simulated(Path(out), collect_cfg, train_cfg, progress=as_progress(progress))
+    key = find_api_key(api_key, _path(config_file))
+    return pipeline.run(Path(out), collect_cfg, key, train_cfg, progress=as_progress(progress))
+
+
+def demo(out: str | Path = "photoclass-demo", *, progress: bool | Progress = True) -> RunSummary:
+    """The whole pipeline offline in a couple of minutes: a local Flickr simulator serves
+    synthetic photos of two kinds of drawn objects; they are collected, a model trained,
+    evaluated and reported on, under `out`, through the same code a real `run` uses."""
+    from photoclass import pipeline
+
+    return pipeline.demo(Path(out), progress=as_progress(progress))
+
+
+def simulator(
+    classes: Sequence[str] = ("cat", "owl"),
+    photos_per_class: int = 1200,
+    *,
+    seed: int = 0,
+    port: int = 0,
+    faults: Faults | None = None,
+    api_key: str | None = None,
+) -> SimServer:
+    """A running Flickr simulator on 127.0.0.1 (`port` 0: any free one) serving synthetic
+    photos of `classes`; pass its `api_url` and `api_key` to `collect`, and `stop()` it (or
+    use it in a `with` block). `faults` (`photoclass.sim.Faults`) makes it misbehave.
+
+        with photoclass.simulator(["cat", "owl"], 300) as sim:
+            photoclass.collect(["cat", "owl"], "data", api_key=sim.api_key, api_url=sim.api_url)
+    """
+    from photoclass.sim import Faults, SimServer
+
+    if not classes:
+        raise ConfigError("no classes given; name at least one, e.g. `classes=('cat', 'owl')`")
+    if not 1 <= photos_per_class <= 999_999:
+        raise ConfigError(f"`photos_per_class` must be in [1, 999999] (got {photos_per_class})")
+    try:
+        server = SimServer(
+            tuple(classes), photos_per_class, faults=faults or Faults(), seed=seed, port=port, api_key=api_key
+        )
+    except OSError as e:
+        raise ConfigError(
+            f"cannot listen on 127.0.0.1:{port} ({e.strerror}); choose another `port`"
+        ) from None
+    return server.start()
+
+
+def _path(value: str | Path | None) -> Path | None:
+    return None if value is None else Path(value)
 
 
 def train(
@@ -106,6 +241,8 @@ def evaluate(
     that look like none of the classes; with `reject_unknown=True` they are left out of the
     other numbers. Symbolic links leading outside `split` are skipped unless
     `follow_symlinks=True`."""
+    from photoclass.evaluation.evaluate import evaluate_split
+
     bundle = load_model(model, device=device)
     evaluation = evaluate_split(
         bundle,
@@ -173,6 +310,8 @@ def predict(
     an `error`, and so do symbolic links in a folder that lead outside it, unless
     `follow_symlinks=True`. Each prediction's `unknown` says whether the photo looks like none
     of the classes; with `reject_unknown=True` such photos get no `label`."""
+    from photoclass.prediction.predict import predict_paths
+
     bundle = load_model(model, device=device)
     return predict_paths(
         bundle,

@@ -16,7 +16,6 @@ safetensors is refused without opening the pickle.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -30,6 +29,7 @@ from torch import nn
 from photoclass.config import TrainConfig, options_of
 from photoclass.data.preprocess import Normalize
 from photoclass.errors import BundleError
+from photoclass.files import atomic_write
 from photoclass.models import ImageClassifier, create_model, list_models
 from photoclass.prediction.novelty import FILE as NOVELTY_FILE
 from photoclass.prediction.novelty import Novelty
@@ -201,13 +201,6 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
-def atomic_write(path: Path, write) -> None:
-    """Write through `write(tmp_path)` then rename, so a kill never leaves half a file."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
-    write(tmp)
-    os.replace(tmp, path)
-
-
 def state_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
     """The model's weights as contiguous CPU tensors (safetensors wants contiguous ones, and
     channels_last weights are not; a bundle must load on a machine without the GPU)."""
@@ -220,7 +213,7 @@ def save_bundle(out: Path, model: nn.Module, meta: dict[str, Any]) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     meta = {"format": FORMAT, "version": VERSION, **meta, "versions": package_versions()}
     atomic_write(out / WEIGHTS, lambda tmp: save_file(state_tensors(model), str(tmp)))
-    atomic_write(out / META, lambda tmp: tmp.write_text(json.dumps(meta, indent=2)))
+    atomic_write(out / META, json.dumps(meta, indent=2))
     return out
 
 

@@ -313,6 +313,12 @@ class CollectConfig:
         1.0, "Seconds before the first retry, doubling each time, jittered.", panel=_POLITE, bounds="[0, inf)"
     )
     timeout: float = option(30.0, "Seconds per HTTP request.", panel=_POLITE, bounds="(0, inf)")
+    host_refusals: int = option(
+        100,
+        "Photo requests in a row a host may refuse (429, 5xx, no answer) before the run stops; rerun later.",
+        panel=_POLITE,
+        bounds="[1, 1000000]",
+    )
     min_side: int = option(64, "Smaller photos are rejected (a thumbnail was served).", bounds="[1, inf)")
     max_pixels: int = option(
         40_000_000, "Larger photos are rejected (decompression bombs).", bounds="[1, inf)"

@@ -24,10 +24,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from photoclass.bundle import Bundle, atomic_write
+from photoclass.bundle import Bundle
 from photoclass.data.cache import decode_all
 from photoclass.data.preprocess import Normalize
 from photoclass.errors import DatasetError, DependencyError, ExportError
+from photoclass.files import atomic_write
 from photoclass.prediction.predict import expand_inputs
 from photoclass.progress import NO_PROGRESS, Progress
 

@@ -5,8 +5,9 @@ its files under one folder so any stage can be rerun alone:
     OUT/model/model.safetensors + photoclass.json
     OUT/metrics.json   OUT/report.html
 
-`run` talks to Flickr (or any Flickr-compatible server); `demo` starts the local simulator
-and runs the very same code against it, offline.
+`run` talks to Flickr (or any Flickr-compatible server); `run_simulated` starts the local
+simulator and runs the very same code against it, offline, and `demo` is `run_simulated`
+with a fixed, small configuration.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ class RunSummary:
 def run(
     out: Path,
     collect_config: CollectConfig,
-    api_key: str,
+    api_key: str | None,
     train_config: TrainConfig | None = None,
     *,
     progress: Progress = NO_PROGRESS,
@@ -62,7 +63,7 @@ def run(
     out = Path(out)
     data, model = out / "data", out / "model"
     log.info("1/4 collect %s -> %s", ", ".join(collect_config.classes), data)
-    collected = collect(collect_config, data, api_key, progress=progress is not NO_PROGRESS)
+    collected = collect(collect_config, data, api_key, progress=progress)
     log.info("2/4 train -> %s", model)
     state = run_state(model)
     if state != "finished":
@@ -78,12 +79,25 @@ def run(
     return RunSummary(out, collected, model, evaluation, out / "report.html", time.perf_counter() - started)
 
 
-def demo(out: Path, *, progress: Progress = NO_PROGRESS) -> RunSummary:
-    """The whole pipeline, offline: a local Flickr simulator serves synthetic photos of
-    procedurally drawn objects, and `run` collects, trains, evaluates and reports on them."""
+def run_simulated(
+    out: Path,
+    collect_config: CollectConfig,
+    train_config: TrainConfig | None = None,
+    *,
+    progress: Progress = NO_PROGRESS,
+) -> RunSummary:
+    """`run` against a local Flickr simulator serving synthetic photos of procedurally drawn
+    objects (twice as many per class as asked for): no key, no network."""
     from photoclass.sim import SimServer
 
-    with SimServer(classes=DEMO_CLASSES, photos_per_class=DEMO_COLLECT.per_class * 2, seed=0) as sim:
+    classes, per_class = tuple(collect_config.classes), collect_config.per_class
+    with SimServer(classes=classes, photos_per_class=2 * per_class, seed=0) as sim:
         log.info("Flickr simulator on %s (synthetic photos, no network)", sim.base_url)
-        config = dataclasses.replace(DEMO_COLLECT, api_url=sim.api_url)
-        return run(Path(out), config, sim.api_key, DEMO_TRAIN, progress=progress)
+        config = dataclasses.replace(collect_config, api_url=sim.api_url)
+        return run(Path(out), config, sim.api_key, train_config, progress=progress)
+
+
+def demo(out: Path, *, progress: Progress = NO_PROGRESS) -> RunSummary:
+    """The whole pipeline, offline, in a fixed small configuration (`DEMO_COLLECT`,
+    `DEMO_TRAIN`): two classes of synthetic photos, collected, trained, evaluated, reported."""
+    return run_simulated(out, DEMO_COLLECT, DEMO_TRAIN, progress=progress)

@@ -3,7 +3,6 @@ and renders the result. No logic lives here; errors a user can cause become one 
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import logging
 import sys
@@ -29,10 +28,15 @@ app = typer.Typer(
 )
 
 
-def command(name: str | None = None, **kwargs: Any) -> Callable:
-    """`app.command` that turns a `PhotoclassError` into one red line and exit code 1."""
+def command(name: str | None = None, *, group: typer.Typer | None = None, **kwargs: Any) -> Callable:
+    """`app.command` (or `group`'s) that turns a `PhotoclassError` into one red line and exit
+    code 1."""
 
     def wrap(fn: Callable) -> Callable:
+        # The command list shows the docstring's first paragraph: as one line, not broken
+        # where the source wraps it.
+        kwargs.setdefault("short_help", " ".join((fn.__doc__ or "").split("\n\n")[0].split()))
+
         @functools.wraps(fn)
         def run(*args: Any, **kw: Any) -> Any:
             try:
@@ -44,7 +48,7 @@ def command(name: str | None = None, **kwargs: Any) -> Callable:
                 render.error("interrupted; rerun the same command (train: add --resume) to continue")
                 raise typer.Exit(130) from None
 
-        return app.command(name, **kwargs)(run)
+        return (group or app).command(name, **kwargs)(run)
 
     return wrap
 
@@ -93,7 +97,7 @@ def evaluate(
     model: ModelArg,
     split: SplitArg,
     out: Annotated[
-        Path | None, typer.Option("--out", "-o", help="Folder for metrics.json [the model folder].")
+        Path | None, typer.Option("--out", "-o", help="Folder for metrics.json (default: the model folder).")
     ] = None,
     report: Annotated[bool, typer.Option("--report", help="Also write report.html there.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
@@ -192,7 +196,8 @@ def export(
     check: Annotated[
         list[Path] | None,
         typer.Option(
-            help="Photos or folders to compare ONNX with PyTorch on [random pixels].", show_default=False
+            help="Photos or folders to compare ONNX with PyTorch on (default: random pixels).",
+            show_default=False,
         ),
     ] = None,
 ) -> None:
@@ -253,15 +258,28 @@ def models() -> None:
 
 
 # ----------------------------------------------------------------------------------------------
-# collect, and the Flickr simulator (photoclass.collecting, photoclass.sim)
+# collect, and the Flickr simulator
 
 
 @command()
 @config_options(CollectConfig)
 def collect(
-    classes: Annotated[list[str], typer.Argument(help="Class names; each is also the search text and tag.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Dataset folder to create or complete.")],
     options: dict[str, Any],
+    classes: Annotated[
+        list[str] | None,
+        typer.Argument(help="Class names; each is also the search text and tag.", show_default=False),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="Dataset folder to create or complete.", show_default=False),
+    ] = None,
+    check_key: Annotated[
+        bool,
+        typer.Option(
+            "--check-key",
+            help="Only check the key against the API: flickr.test.echo and one search page (no download).",
+        ),
+    ] = False,
     config: ConfigOpt = None,
 ) -> None:
     """Search Flickr for each class; download, check, de-duplicate and split the photos into
@@ -270,18 +288,22 @@ def collect(
 
     Example: photoclass collect cat owl --out data/cats-owls --per-class 960
     """
-    from photoclass.collecting import collect as collect_photos
-    from photoclass.collecting.flickr import find_api_key
+    from photoclass import api
 
-    cfg = load(CollectConfig, config, "collect", {**options, "classes": list(classes)})
-    collect_photos(cfg, out, find_api_key(config))
+    cfg = load(CollectConfig, config, "collect", {**options, "classes": list(classes or [])})
+    if check_key:
+        render.key_check(api.check_key((classes or ["cat"])[0], config=cfg, config_file=config))
+        return
+    if out is None or not classes:
+        raise typer.BadParameter("give the classes and --out (or --check-key alone)", param_hint="'--out'")
+    render.collect_summary(api.collect(classes, out, cfg, config_file=config, progress=RichProgress()))
 
 
 sim_app = typer.Typer(help="A local Flickr simulator: try `collect` with no key and no network.")
 app.add_typer(sim_app, name="sim")
 
 
-@sim_app.command("serve")
+@command("serve", group=sim_app)
 def sim_serve(
     port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 8765,
     classes: Annotated[str, typer.Option(help="Comma-separated class names.")] = "cat,owl",
@@ -292,9 +314,9 @@ def sim_serve(
 
     Example: photoclass sim serve --classes cat,owl
     """
-    from photoclass.sim import SimServer
+    from photoclass import api
 
-    sim = SimServer(tuple(classes.split(",")), photos_per_class, port=port, seed=seed)
+    sim = api.simulator(classes.split(","), photos_per_class, port=port, seed=seed)
     render.note(
         f"Flickr simulator at {sim.api_url} (Ctrl-C stops it). In another shell:\n"
         f"  FLICKR_API_KEY={sim.api_key} photoclass collect {classes.replace(',', ' ')} "
@@ -307,7 +329,7 @@ def sim_serve(
 
 
 # ----------------------------------------------------------------------------------------------
-# The whole pipeline: the tutorial in one command, and its offline demo (photoclass.pipeline)
+# The whole pipeline: the tutorial in one command, and its offline demo
 
 
 @command()
@@ -324,7 +346,7 @@ def run(
         bool, typer.Option("--simulator", help="Use a local Flickr simulator: no key, no network.")
     ] = False,
     config: Annotated[
-        Path | None, typer.Option("--config", "-c", help="TOML file with [collect] and [train] tables.")
+        Path | None, typer.Option("--config", "-c", help="TOML file with \\[collect] and \\[train] tables.")
     ] = None,
 ) -> None:
     """The reference tutorial in one command: collect photos from Flickr, train, evaluate on the
@@ -332,19 +354,13 @@ def run(
 
     Example: FLICKR_API_KEY=... photoclass run cat owl --out runs/cats-owls
     """
-    from photoclass.collecting.flickr import find_api_key
-    from photoclass.pipeline import run as run_pipeline
+    from photoclass import api
 
     collect_cfg = load(CollectConfig, config, "collect", {**collect_options, "classes": list(classes)})
     train_cfg = load(TrainConfig, config, "train", train_options)
-    if simulator:
-        from photoclass.sim import SimServer
-
-        with SimServer(tuple(collect_cfg.classes), 2 * collect_cfg.per_class) as sim:
-            cfg = dataclasses.replace(collect_cfg, api_url=sim.api_url)
-            summary = run_pipeline(out, cfg, sim.api_key, train_cfg, progress=RichProgress())
-    else:
-        summary = run_pipeline(out, collect_cfg, find_api_key(config), train_cfg, progress=RichProgress())
+    summary = api.run(
+        classes, out, collect_cfg, train_cfg, simulator=simulator, config_file=config, progress=RichProgress()
+    )
     render.run_summary(summary)
 
 
@@ -359,9 +375,9 @@ def demo(
 
     Example: photoclass demo --out /tmp/photoclass-demo
     """
-    from photoclass.pipeline import demo as run_demo
+    from photoclass import api
 
-    render.run_summary(run_demo(out, progress=RichProgress()))
+    render.run_summary(api.demo(out, progress=RichProgress()))
 
 
 @app.callback()

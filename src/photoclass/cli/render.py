@@ -138,6 +138,38 @@ def models(entries: Sequence[Any]) -> None:
     out.print(table)
 
 
+def collect_summary(summary: Any) -> None:
+    """What `collect` left in its folder: per class, found / kept / rejected / failed and the
+    photos in each split; below, the reasons and the cost."""
+    splits = ("train", "val", "test")
+    table = Table(title=f"collected into {summary.data_dir}", title_justify="left", caption_justify="left")
+    for column in ("class", "found", "kept", "rejected", "failed", *splits):
+        table.add_column(column, justify="left" if column == "class" else "right")
+    for name, c in summary.classes.items():
+        per_split = [str(summary.splits.get(s, {}).get(name, 0)) for s in splits]
+        table.add_row(
+            escape(name), str(c.found), str(c.downloaded), str(c.rejected), str(c.failed), *per_split
+        )
+    reasons = ", ".join(f"{k} {v}" for k, v in sorted(summary.reasons.items())) or "none"
+    table.caption = (
+        f"rejected/failed by reason: {reasons}. {summary.api_calls} API calls, {summary.elapsed:.1f} s."
+        + (f" Flickr ran out of photos for: {', '.join(summary.short)}." if summary.short else "")
+    )
+    out.print(table)
+
+
+def key_check(check: Any) -> None:
+    """What `collect --check-key` saw."""
+    out.print(
+        f"[bold green]the key works[/] at {escape(check.api_url)}: flickr.test.echo answered, and a "
+        f"search for {escape(repr(check.text))} found {check.total} photos ({check.calls} API calls)",
+        highlight=False,
+    )
+    for photo in check.photos:
+        size = f"{photo.width}x{photo.height} ({photo.size})" if photo.url else "no usable size"
+        out.print(f"  {photo.id}  {size}  {escape(photo.page_url)}", highlight=False)
+
+
 def run_summary(summary: Any) -> None:
     """What `run` and `demo` did, in a few lines a newcomer can act on."""
     c = summary.collected

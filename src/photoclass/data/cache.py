@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from photoclass.data.decode import try_decode
+from photoclass.files import atomic_write
 from photoclass.progress import NO_PROGRESS, Progress
 
 
@@ -74,16 +75,17 @@ def decode_all(
     images, ok, skipped = _decode_parallel(paths, size, workers, progress)
     if use_cache:
         folder.mkdir(parents=True, exist_ok=True)
-        # Write under temporary names, then rename: a killed run never leaves a half cache.
-        tmp = folder / f"{key}.{os.getpid()}.part.npy"
-        np.save(tmp, images)
-        os.replace(tmp, array_path)
-        tmp_meta = meta_path.with_suffix(f".{os.getpid()}.part")
-        tmp_meta.write_text(json.dumps({"ok": ok, "skipped": skipped}))
-        os.replace(tmp_meta, meta_path)
+        # The array first: a cache entry counts only once its JSON exists.
+        atomic_write(array_path, lambda tmp: _save_array(tmp, images))
+        atomic_write(meta_path, json.dumps({"ok": ok, "skipped": skipped}))
         evict(folder, keep=array_path)
         images = np.load(array_path, mmap_mode="r")
     return Decoded(images, ok, skipped)
+
+
+def _save_array(path: Path, images: np.ndarray) -> None:
+    with open(path, "wb") as out:  # a file object: given a name, `np.save` would append ".npy"
+        np.save(out, images)
 
 
 def evict(folder: Path, keep: Path, limit_gb: float | None = None) -> list[Path]:

@@ -17,7 +17,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from photoclass.bundle import atomic_write
+from photoclass.files import atomic_write
 
 NAME = "checkpoint.safetensors"
 
