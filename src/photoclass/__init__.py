@@ -4,6 +4,7 @@
 >>> photoclass.train("data/cats-owls", "models/cats-owls")            # doctest: +SKIP
 >>> photoclass.evaluate("models/cats-owls", "data/cats-owls/val")     # doctest: +SKIP
 >>> photoclass.predict("models/cats-owls", ["photo.jpg"])             # doctest: +SKIP
+>>> photoclass.serve("models/cats-owls").run()                        # doctest: +SKIP
 """
 
 from typing import Any
@@ -22,11 +23,12 @@ __all__ = [
     "load_model",
     "predict",
     "report",
+    "serve",
     "train",
 ]
 __version__ = "0.1.0"
 
-_API = {"collect", "evaluate", "export", "load_model", "predict", "report", "train"}
+_API = {"collect", "evaluate", "export", "load_model", "predict", "report", "serve", "train"}
 
 
 def __getattr__(name: str) -> Any:

@@ -170,6 +170,39 @@ class CollectConfig:
     api_url: str = "https://api.flickr.com/services/rest/"
 
 
+@dataclass(frozen=True)
+class ServeConfig:
+    """`photoclass serve`: where to listen, and how requests are batched and bounded. The API key
+    is not a field: a secret is never part of a config object, which may be printed or logged."""
+
+    host: str = "127.0.0.1"  # loopback only; "0.0.0.0" opens it to every network
+    port: int = 8000  # 0 = any free port
+    # Worker processes, each with its own copy of the model, sharing the port. One process
+    # already batches and uses every core, so more only pays on machines with many cores.
+    workers: int = 1
+    # Dynamic batching: a forward pass takes what has arrived, up to `max_batch` photos,
+    # waiting at most `max_wait_ms` after the first for others to join it (Ray Serve's
+    # `@serve.batch` defaults: 10 photos, 10 ms; TorchServe's `max_batch_delay`: 100 ms).
+    max_batch: int = 16
+    max_wait_ms: float = 5.0
+    # Prediction requests in the server at once (read, decoding, queued or in the model);
+    # one more is answered 503 with Retry-After instead of waiting without limit.
+    max_queue: int = 64
+    cors_origins: tuple[str, ...] = ()  # browser origins allowed to call the API (none)
+
+    def validate(self) -> None:
+        checks = [
+            (0 <= self.port <= 65535, "`port` must be between 0 and 65535"),
+            (self.workers >= 1, "`workers` must be >= 1"),
+            (self.max_batch >= 1, "`max_batch` must be >= 1"),
+            (self.max_wait_ms >= 0, "`max_wait_ms` must be >= 0"),
+            (self.max_queue >= 1, "`max_queue` must be >= 1"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(f"invalid serving option: {message}")
+
+
 def _coerce(name: str, value: Any, annotation: Any) -> Any:
     """Check a TOML value against a dataclass field's type (int is accepted for float)."""
     hint = annotation

@@ -3,6 +3,7 @@ and renders the result. No logic lives here; errors a user can cause become one 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import logging
@@ -15,7 +16,7 @@ import typer
 
 from photoclass import runtime
 from photoclass.cli import render
-from photoclass.config import TrainConfig, load
+from photoclass.config import ServeConfig, TrainConfig, load
 from photoclass.errors import PhotoclassError
 from photoclass.progress import RichProgress
 
@@ -256,34 +257,79 @@ def export(
     )
 
 
+_SERVE, _BATCH = ServeConfig(), "Batching and limits"
+
+
 @command()
 def serve(
     model: ModelArg,
-    host: Annotated[str, typer.Option(help="Address to listen on (0.0.0.0 = every network).")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port (0 = any free one).")] = 8000,
+    host: Annotated[
+        str | None, typer.Option(help=f"Address to listen on; 0.0.0.0 = every network ({_SERVE.host}).")
+    ] = None,
+    port: Annotated[int | None, typer.Option(help=f"Port; 0 = any free one ({_SERVE.port}).")] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            help="Worker processes, EACH loading its own copy of the model and sharing the cores; "
+            f"one already batches and uses every core ({_SERVE.workers})."
+        ),
+    ] = None,
+    max_batch: Annotated[
+        int | None,
+        typer.Option(help=f"Most photos in one forward pass ({_SERVE.max_batch}).", rich_help_panel=_BATCH),
+    ] = None,
+    max_wait_ms: Annotated[
+        float | None,
+        typer.Option(
+            help=f"How long a photo waits for others to share its pass ({_SERVE.max_wait_ms:g} ms).",
+            rich_help_panel=_BATCH,
+        ),
+    ] = None,
+    max_queue: Annotated[
+        int | None,
+        typer.Option(
+            help=f"Requests in at once; more get 503 + Retry-After ({_SERVE.max_queue}).",
+            rich_help_panel=_BATCH,
+        ),
+    ] = None,
+    cors_origin: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="A browser origin allowed to call the API, e.g. https://example.org (repeatable; none)."
+        ),
+    ] = None,
+    api_key: Annotated[
+        str | None,
+        typer.Option(
+            envvar="PHOTOCLASS_SERVE_API_KEY",
+            show_default=False,
+            help="Require `Authorization: Bearer KEY` on /api/ (prefer the variable: a flag shows in `ps`).",
+        ),
+    ] = None,
+    config: ConfigOpt = None,
 ) -> None:
     """A web page to drop photos on, and a JSON API (POST a photo to /api/predict), until Ctrl-C.
 
     Example: photoclass serve models/cats-owls --port 8000
     """
+    options = {k: v for k, v in locals().items() if k not in ("model", "cors_origin", "api_key", "config")}
+    options["cors_origins"] = tuple(cors_origin) if cors_origin else None
+    cfg = load(ServeConfig, config, "serve", options)
     from photoclass import api
-    from photoclass.serving import PredictServer
 
     try:
-        server = PredictServer(api.load_model(model), host, port)
-    except OSError as e:
-        raise PhotoclassError(
-            f"cannot listen on {host}:{port} ({e.strerror}); choose another --port"
-        ) from None
-    server.warm_up()
+        server = api.serve(model, cfg, api_key=api_key)
+    except PhotoclassError as e:
+        raise PhotoclassError(render.flags(str(e))) from None
+    auth = ' -H "Authorization: Bearer $PHOTOCLASS_SERVE_API_KEY"' if api_key else ""
     render.note(
         f"serving {model} at {server.url} (Ctrl-C stops it). Open it in a browser, or:\n"
-        f"  curl --data-binary @photo.jpg {server.url}/api/predict"
+        f"  curl{auth} --data-binary @photo.jpg {server.url}/api/predict"
     )
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        render.note("stopped")
+    # uvicorn stops gracefully on Ctrl-C, then raises the signal again for the caller.
+    with contextlib.suppress(KeyboardInterrupt):
+        server.run()
+    render.note("stopped")
 
 
 @command()

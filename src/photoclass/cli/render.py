@@ -6,6 +6,7 @@ import csv
 import enum
 import json
 import logging
+import re
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict
@@ -30,6 +31,17 @@ class Format(enum.StrEnum):
 def error(message: str) -> None:
     # Messages quote paths, class names and commands, whose brackets are not rich markup.
     err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+
+
+def flags(message: str) -> str:
+    """A library message in the command line's terms: `` `max_batch` `` becomes `--max-batch`,
+    `` `overwrite=True` `` `--overwrite`, `` `epochs=5` `` `--epochs 5`."""
+
+    def flag(match: re.Match[str]) -> str:
+        name, value = match[1].replace("_", "-"), match[2]
+        return f"--{name}" if value in (None, "True") else f"--{name} {value}"
+
+    return re.sub(r"`([a-z][a-z0-9_]*)(?:=([^`\s]+))?`", flag, message)
 
 
 class _LogHandler(logging.Handler):

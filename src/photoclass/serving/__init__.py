@@ -1,5 +1,6 @@
-"""`photoclass serve`: a local web page and JSON API that predict dropped photos."""
+"""`photoclass serve`: a web page and JSON API over one model, on Starlette and uvicorn, with
+dynamic batching (`batching`), the HTTP application (`app`) and the server (`server`)."""
 
-from photoclass.serving.app import PredictServer
+from photoclass.serving.server import ModelServer
 
-__all__ = ["PredictServer"]
+__all__ = ["ModelServer"]
