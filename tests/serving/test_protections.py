@@ -67,14 +67,20 @@ def test_an_oversized_body_announced_with_expect_100_continue_is_refused_unread(
     assert "100 Continue" not in reply  # the client was never asked for the body
 
 
-@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
-def test_an_oversized_body_gets_413_with_its_reason(server, chunked: bool) -> None:
-    """A client that sends it all anyway still reads the 413, not a reset connection."""
+def test_an_oversized_body_sent_anyway_gets_413_with_its_reason(server) -> None:
     mib = b"\0" * 2**20
-    count = MAX_BODY // len(mib) + 1
-    body = (mib for _ in range(count)) if chunked else mib * count
-    response = httpx.post(f"{server.url}/api/predict", content=body, timeout=60)
+    response = httpx.post(f"{server.url}/api/predict", content=mib * (MAX_BODY // len(mib) + 1), timeout=60)
     assert response.status_code == 413 and response.json() == {"error": "photo larger than 50 MB"}
+
+
+def test_an_oversized_chunked_body_gets_413_not_a_reset_connection(server) -> None:
+    """The server reads on past the limit before it answers and closes: a close with unread
+    data would reset the connection, and the reset lose the answer."""
+    mib = b"\0" * 2**20
+    chunks = [b"%x\r\n%s\r\n" % (len(mib), mib)] * (MAX_BODY // len(mib) + 2) + [b"0\r\n\r\n"]
+    head = b"POST /api/predict HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+    reply = raw_exchange(server, head, chunks)
+    assert reply.startswith("HTTP/1.1 413") and '"error":"photo larger than 50 MB"' in reply
     assert health(server)["in_flight"] == 0
 
 
