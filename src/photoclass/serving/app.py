@@ -115,7 +115,7 @@ def create_app(bundle: Bundle, config: ServeConfig, api_key: str | None = None) 
             try:
                 ranking = await batcher.submit(pixels)
             except Exception as e:
-                log.exception("the model failed on a batch")
+                log.exception("the model failed on a batch (%s: %s)", type(e).__name__, e)
                 raise HTTPException(
                     500, f"the model failed ({type(e).__name__}); the server's log has the details"
                 ) from None

@@ -86,6 +86,8 @@ class Batcher(Generic[T, R]):
 
     async def submit(self, item: T) -> R:
         """Queue `item` (call it inside `admit()`) and wait for its result."""
+        if self._closing:  # the worker may have stopped: nothing would answer
+            raise Overloaded(self.retry_after())
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait((item, future))
         return await future

@@ -50,6 +50,7 @@ class ModelServer:
             app,
             factory=isinstance(app, partial),
             workers=config.workers,
+            lifespan="on",  # the batcher lives there: a server that cannot start it must not start
             log_config=None,  # the host program (the CLI, a notebook) configures logging
             access_log=False,
             timeout_graceful_shutdown=GRACEFUL_S,
