@@ -331,8 +331,8 @@ def report(results: dict[str, list[dict[str, Load]]], ceiling: float, args: argp
     )
     print(
         f"bad uploads mixed in: {sum(m.bad_answered for m in mixed)} answered with their 4xx, "
-        f"{sum(len(m.good_ms) for m in mixed)} good requests answered 200, "
-        f"{same} of them with the label of the clean run"
+        f"{sum(len(m.good_ms) for m in mixed)} good requests answered 200; the label of the clean run "
+        f"for {same} of the {sum(len(m.labels) for m in mixed)} photos they covered"
     )
     for name, rs in results.items():
         for r in rs:

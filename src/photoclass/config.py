@@ -181,8 +181,9 @@ class ServeConfig:
     # already batches and uses every core, so more only pays on machines with many cores.
     workers: int = 1
     # Dynamic batching: a forward pass takes what has arrived, up to `max_batch` photos,
-    # waiting at most `max_wait_ms` after the first for others to join it (Ray Serve's
-    # `@serve.batch` defaults: 10 photos, 10 ms; TorchServe's `max_batch_delay`: 100 ms).
+    # waiting at most `max_wait_ms` after the first for requests already in (still being read
+    # or decoded) to join it (Ray Serve's `@serve.batch` defaults: 10 photos, 10 ms;
+    # TorchServe's `max_batch_delay`: 100 ms).
     max_batch: int = 16
     max_wait_ms: float = 5.0
     # Prediction requests in the server at once (read, decoding, queued or in the model);

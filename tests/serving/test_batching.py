@@ -44,6 +44,23 @@ def test_items_that_arrive_together_share_one_call_in_order() -> None:
     assert fn.batches == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
 
 
+def test_it_waits_only_for_requests_already_on_their_way() -> None:
+    fn = Recorder()
+
+    async def main() -> tuple[int, int, int]:
+        async with Batcher(fn, max_batch=8, max_wait=30, max_queue=10) as batcher:
+            alone = await asyncio.wait_for(ask(batcher, 1), 10)  # not held for the 30 s
+            with batcher.admit():  # a second request is in, its photo still being read...
+                first = asyncio.create_task(ask(batcher, 2))
+                await asyncio.sleep(0.1)
+                assert not first.done()  # ...so the first waits for it
+                second = await batcher.submit(3)
+            return alone, await first, second
+
+    assert asyncio.run(main()) == (2, 4, 6)
+    assert fn.batches == [[1], [2, 3]]
+
+
 def test_what_queues_while_the_model_runs_is_the_next_batch_even_without_waiting() -> None:
     fn = Recorder()
 

@@ -84,15 +84,25 @@ def test_an_oversized_chunked_body_gets_413_not_a_reset_connection(server) -> No
     assert health(server)["in_flight"] == 0
 
 
+def slow_upload(url: str, photo: bytes, go_on: threading.Event) -> httpx.Response:
+    """POST a photo whose second half is sent only once `go_on` is set (the request is in
+    the server, being read, meanwhile)."""
+
+    def body():
+        yield photo[:1000]
+        go_on.wait(30)
+        yield photo[1000:]
+
+    return httpx.post(f"{url}/api/predict", content=body(), timeout=60)
+
+
 def test_a_full_queue_answers_503_with_retry_after(trained_binary: Path, photo: bytes) -> None:
-    # One place in the queue; the first photo holds it while it waits for company.
-    with (
-        photoclass.serve(trained_binary, port=0, max_queue=1, max_batch=2, max_wait_ms=1500) as server,
-        ThreadPoolExecutor(1) as pool,
-    ):
-        first = pool.submit(httpx.post, f"{server.url}/api/predict", content=photo, timeout=30)
+    go_on = threading.Event()
+    with photoclass.serve(trained_binary, port=0, max_queue=1) as server, ThreadPoolExecutor(1) as pool:
+        first = pool.submit(slow_upload, server.url, photo, go_on)  # holds the one place
         wait_until(lambda: health(server)["in_flight"] == 1)
         refused = httpx.post(f"{server.url}/api/predict", content=photo)
+        go_on.set()
         assert refused.status_code == 503 and int(refused.headers["Retry-After"]) >= 1
         assert "busy" in refused.json()["error"]
         assert first.result().status_code == 200
@@ -172,16 +182,26 @@ def test_a_failing_model_answers_json_without_a_traceback(trained_binary: Path, 
 
 
 def test_stopping_answers_the_request_in_flight(trained_binary: Path, photo: bytes) -> None:
-    server = photoclass.serve(trained_binary, port=0, max_batch=4, max_wait_ms=1500).start()
-    url = server.url
-    with ThreadPoolExecutor(1) as pool:
-        in_flight = pool.submit(httpx.post, f"{url}/api/predict", content=photo, timeout=30)
+    server = photoclass.serve(trained_binary, port=0).start()
+    url, go_on = server.url, threading.Event()
+    with ThreadPoolExecutor(2) as pool:
+        in_flight = pool.submit(slow_upload, url, photo, go_on)
         wait_until(lambda: health(server)["in_flight"] == 1)
-        server.stop()  # while the photo still waits for its batch
+        stopping = pool.submit(server.stop)
+        wait_until(lambda: refuses_connections(url))  # stopping, while the upload is half sent
+        time.sleep(1)  # and still half sent well after a stop that did not wait would be over
+        go_on.set()
         answer = in_flight.result()
+        stopping.result()
     assert answer.status_code == 200 and answer.json()["label"] in ("cat", "owl")
-    with pytest.raises(httpx.ConnectError):
-        httpx.get(f"{url}/healthz")
+
+
+def refuses_connections(url: str) -> bool:
+    try:
+        httpx.get(f"{url}/healthz", timeout=1)
+    except httpx.ConnectError:
+        return True
+    return False
 
 
 # What a client can send: anything. The server answers each in JSON, as a photo (200) or with

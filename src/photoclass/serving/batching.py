@@ -6,9 +6,10 @@ call of a batch function, run off the event loop.
             result = await batcher.submit(item)  # classify([item, ...others that arrived...])
 
 One worker task takes the first item waiting, then whatever arrives within `max_wait` seconds
-of it, up to `max_batch` items, and hands them to `fn` in a single inference thread. While
-`fn` runs, new items queue; under load the next batch is already waiting, so batches fill
-without any wait. Nothing here knows about HTTP.
+of it, up to `max_batch` items, and hands them to `fn` in a single inference thread. It waits
+only while other admitted requests are on their way (their bodies still being read or
+decoded), so a lone request is not delayed. While `fn` runs, new items queue; under load the
+next batch is already waiting, so batches fill without any wait. Nothing here knows about HTTP.
 """
 
 from __future__ import annotations
@@ -106,7 +107,9 @@ class Batcher(Generic[T, R]):
                     job = self._queue.get_nowait()  # already waiting: no need to wait
                 except asyncio.QueueEmpty:
                     left = deadline - loop.time()
-                    if left <= 0:
+                    # Wait only for requests already in (being read or decoded): with none on
+                    # the way, waiting would only delay this batch.
+                    if left <= 0 or self.admitted <= len(batch):
                         break
                     try:
                         job = await asyncio.wait_for(self._queue.get(), left)
