@@ -6,7 +6,10 @@ standard-library server it replaced, next to `photoclass predict`'s batch rate.
     python bench/serve.py --quick           # 1 round, 50 requests per client, 1 batch-rate run
 
 1. `photoclass predict`'s batch rate over the 500 validation photos (bench/predict.py's
-   `batch`, imported): the most a server could answer per second on this machine.
+   `batch`, imported): the most a server could answer per second on this machine. And the
+   forward pass alone (`predict_pixels` on decoded pixels, in a process set up as the
+   command is) at batch 1, 4, 8 and 16: batch 1 is what the old server runs, so the ratio
+   bounds what batching can gain on this CPU.
 2. Each round starts the baseline (bench/stdlib_server.py, the old server, under the same
    allocator and OpenMP settings as the `photoclass` command) and then `photoclass serve
    MODEL` with its defaults, each in its own process on 127.0.0.1, and measures each with
@@ -189,6 +192,35 @@ def started(cmd: list[str], env: dict[str, str] | None = None) -> Iterator[str]:
             proc.wait()
 
 
+FORWARD = """
+import sys, time, numpy as np, photoclass
+from photoclass.prediction.predict import predict_pixels
+bundle = photoclass.load_model(sys.argv[1])
+size = bundle.image_size
+pixels = np.random.default_rng(0).integers(0, 256, (16, size, size, 3), dtype=np.uint8)
+for n in map(int, sys.argv[2:]):
+    predict_pixels(bundle, pixels[:n], batch_size=n)  # oneDNN sets up kernels for this shape
+    done, tick = 0, time.perf_counter()
+    while time.perf_counter() - tick < 4:
+        predict_pixels(bundle, pixels[:n], batch_size=n)
+        done += n
+    print(n, done / (time.perf_counter() - tick), flush=True)
+"""
+
+
+def forward_rates(model: Path, sizes: tuple[int, ...] = (1, 4, 8, 16)) -> dict[int, float]:
+    """Photos/s of the forward pass alone at each batch size (4 s each)."""
+    out = run([sys.executable, "-c", FORWARD, str(model), *map(str, sizes)], env=command_env()).stdout
+    rates = {int(n): float(r) for n, r in (line.split() for line in out.strip().splitlines())}
+    print(
+        table(
+            ["forward pass only, batch of", "photos/s", "x batch 1"],
+            [[n, r, r / rates[1]] for n, r in rates.items()],
+        )
+    )
+    return rates
+
+
 def command_env() -> dict[str, str]:
     """What the `photoclass` command gives itself (runtime.reexec_with_jemalloc): jemalloc where
     installed, and OpenMP threads that sleep when idle. The baseline gets the same."""
@@ -254,6 +286,7 @@ def main() -> None:
         banner("1. photoclass predict's batch rate (bench/predict.py)")
         rates = batch(model, val, args.batch_runs)
         ceiling = rates[BATCH_PATHS[2]]
+        forward = forward_rates(model)
 
         servers = {
             BASELINE: ([sys.executable, str(ROOT / "bench" / "stdlib_server.py"), str(model)], command_env()),
@@ -273,11 +306,16 @@ def main() -> None:
                 with started(cmd, env) as url:
                     results[name].append(measure(name, url, bodies, args))
 
-    report(results, ceiling, args)
+    report(results, ceiling, forward, args)
     print(f"\nafter: {machine()}")
 
 
-def report(results: dict[str, list[dict[str, Load]]], ceiling: float, args: argparse.Namespace) -> None:
+def report(
+    results: dict[str, list[dict[str, Load]]],
+    ceiling: float,
+    forward: dict[int, float],
+    args: argparse.Namespace,
+) -> None:
     def med(name: str, phase: str, value) -> float:
         return median([value(r[phase]) for r in results[name] if phase in r])
 
@@ -322,7 +360,10 @@ def report(results: dict[str, list[dict[str, Load]]], ceiling: float, args: argp
         for i, m in enumerate(mixed)
         for index, label in m.labels.items()
     )
-    print(f"photoclass predict's batch rate (API, as the CLI): {ceiling:.1f} photos/s")
+    print(
+        f"photoclass predict's batch rate (API, as the CLI): {ceiling:.1f} photos/s; the forward pass alone "
+        f"gains {max(forward.values()) / forward[1]:.2f}x from batching on this CPU"
+    )
     print(
         f"{args.clients} clients: photoclass serve {new_rate:.1f} answers/s = {new_rate / old_rate:.2f}x the "
         f"baseline's {old_rate:.1f} (target >= {THROUGHPUT_TARGET:.0f}x) and {new_rate / ceiling:.0%} of the "
