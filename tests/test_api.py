@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import httpx
 import pytest
 
 import photoclass
@@ -149,11 +150,21 @@ def test_export(trained_three: Path, tmp_path: Path) -> None:
     assert result.path.is_file() and result.same_labels == result.checked
 
 
+def test_serve(trained_three: Path, shapes3: Path) -> None:
+    photo = next((shapes3 / "test" / "square").iterdir())
+    with photoclass.serve(trained_three, port=0, max_batch=4) as server:
+        assert server.url.startswith("http://127.0.0.1:")
+        answer = httpx.post(f"{server.url}/api/predict?top_k=2", content=photo.read_bytes()).json()
+    [expected] = photoclass.predict(trained_three, [photo], top_k=2)
+    assert answer["label"] == expected.label and len(answer["top"]) == 2
+    assert answer["probability"] == pytest.approx(expected.probability, abs=1e-4)
+
+
 def test_every_api_function_has_its_test_here() -> None:
     tested = {name.removeprefix("test_") for name in globals() if name.startswith("test_")}
     assert set(photoclass._API) <= tested, f"untested: {sorted(set(photoclass._API) - tested)}"
     expected = {"check_key", "collect", "demo", "evaluate", "export", "load_model", "predict"}
-    expected |= {"report", "run", "simulator", "train"}
+    expected |= {"report", "run", "serve", "simulator", "train"}
     assert expected <= set(photoclass._API) and set(photoclass._API) <= set(photoclass.__all__)
     for name in photoclass._API:
         function = getattr(photoclass, name)

@@ -6,6 +6,7 @@
 >>> photoclass.evaluate("models/cats-owls", "data/cats-owls/val")     # doctest: +SKIP
 >>> photoclass.predict("models/cats-owls", ["photo.jpg"])             # doctest: +SKIP
 >>> photoclass.run(["cat", "owl"], "runs/cats-owls")                  # doctest: +SKIP
+>>> photoclass.serve("models/cats-owls").run()                        # doctest: +SKIP
 """
 
 from typing import Any
@@ -30,6 +31,7 @@ _API = {
     "predict",
     "report",
     "run",
+    "serve",
     "simulator",
     "train",
 }

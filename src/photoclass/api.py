@@ -6,6 +6,7 @@ ev = photoclass.evaluate("models/co", "data/cats-owls/val")
 print(ev.accuracy, ev.metrics["accuracy_ci95"])
 for p in photoclass.predict("models/co", ["photos/"], top_k=2):
     print(p.path, p.label, p.probability)
+photoclass.serve("models/co").run()   # http://127.0.0.1:8000 until Ctrl-C
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from photoclass import runtime
-from photoclass.config import CollectConfig, TrainConfig, validate
+from photoclass.config import CollectConfig, ServeConfig, TrainConfig, validate
 from photoclass.errors import ConfigError
 from photoclass.progress import Progress, as_progress
 
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
     from photoclass.exporting import ExportResult
     from photoclass.pipeline import RunSummary
     from photoclass.prediction.predict import Prediction
+    from photoclass.serving.server import ModelServer
     from photoclass.sim import Faults, SimServer
     from photoclass.training.loop import TrainResult
 
@@ -321,3 +323,35 @@ def predict(
         reject_unknown=reject_unknown,
         progress=as_progress(progress),
     )
+
+
+def serve(
+    model: str | Path | Bundle,
+    config: ServeConfig | None = None,
+    *,
+    api_key: str | None = None,
+    **options: Any,
+) -> ModelServer:
+    """A web page and JSON API that predict photos with `model`, bound to its port now and
+    serving once run. `options` override fields of `config` (`host="127.0.0.1"`, `port=8000`,
+    `workers`, `device`, `max_batch`, `max_wait_ms`, `max_queue`, `cors_origins`; see
+    `ServeConfig`).
+
+    server = photoclass.serve("models/co")
+    server.run()                       # until Ctrl-C or SIGTERM, then stops gracefully
+
+    with photoclass.serve("models/co", port=0) as server:   # in a background thread
+        httpx.post(f"{server.url}/api/predict", content=open("cat.jpg", "rb").read()).json()
+
+    Concurrent requests are batched: one forward pass takes what arrived within
+    `max_wait_ms` of the first, up to `max_batch` photos. With `api_key`, `/api/` requests
+    must send `Authorization: Bearer <api_key>`. With `workers` > 1 each worker process
+    loads its own copy of `model` (a folder, then), and only `run()` serves them."""
+    from photoclass.bundle import Bundle
+    from photoclass.serving.server import ModelServer
+
+    config = dataclasses.replace(config or ServeConfig(), **options)
+    validate(config)
+    bundle = load_model(model, device=config.device)  # checked here, before any worker process starts
+    served = Path(model) if config.workers > 1 and not isinstance(model, Bundle) else bundle
+    return ModelServer(served, config, api_key=api_key)

@@ -328,6 +328,46 @@ class CollectConfig:
     )
 
 
+_LISTEN, _BATCH = "Listening", "Batching and limits"
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """`photoclass serve`: where to listen, and how requests are batched and bounded. The API key
+    is not a field: a secret is never part of a config object, which may be printed or logged."""
+
+    host: str = option(
+        "127.0.0.1", "Address to listen on; 0.0.0.0 = every network.", panel=_LISTEN
+    )  # loopback unless told otherwise
+    port: int = option(8000, "Port; 0 = any free one.", panel=_LISTEN, bounds="[0, 65535]")
+    # One process already batches and uses every core, so more only pays on many cores.
+    workers: int = option(
+        1,
+        "Worker processes, EACH loading its own copy of the model and sharing the cores.",
+        panel=_LISTEN,
+        bounds="[1, 1024]",
+    )
+    device: str = option(
+        "auto", "auto | cpu | cuda | cuda:N | mps (auto: a GPU if there is one).", panel=_LISTEN
+    )
+    # Dynamic batching: a forward pass takes what has arrived, up to `max_batch` photos,
+    # waiting at most `max_wait_ms` after the first for requests already in (still being read
+    # or decoded) to join it (Ray Serve's `@serve.batch` defaults: 10 photos, 10 ms;
+    # TorchServe's `max_batch_delay`: 100 ms).
+    max_batch: int = option(16, "Most photos in one forward pass.", panel=_BATCH, bounds="[1, 4096]")
+    max_wait_ms: float = option(
+        5.0, "How long a photo waits for others to share its pass (ms).", panel=_BATCH, bounds="[0, 10000]"
+    )
+    # Prediction requests in the server at once (read, decoding, queued or in the model);
+    # one more is answered 503 with Retry-After instead of waiting without limit.
+    max_queue: int = option(
+        64, "Requests in at once; more get 503 + Retry-After.", panel=_BATCH, bounds="[1, 100000]"
+    )
+    cors_origins: tuple[str, ...] = option(
+        (), "Browser origins allowed to call the API (none).", cli=False
+    )  # the CLI's repeatable --cors-origin
+
+
 def _coerce(name: str, value: Any, annotation: Any) -> Any:
     """Check a TOML value against a dataclass field's type (int is accepted for float)."""
     origin = typing.get_origin(annotation)

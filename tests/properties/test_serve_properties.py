@@ -23,7 +23,6 @@ from PIL import Image
 import photoclass
 from photoclass.bundle import save_bundle
 from photoclass.models import create_model
-from photoclass.serving import PredictServer
 
 from .conftest import examples
 
@@ -32,13 +31,12 @@ CLASSES = ["circle", "square", "triangle"]
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The base URL of a server for a small bundle (re-point this fixture when the server
-    changes: anything that serves a bundle on 127.0.0.1)."""
+    """The base URL of a server for a small bundle on 127.0.0.1."""
     folder = tmp_path_factory.mktemp("served") / "model"
     model = create_model("small-cnn", len(CLASSES), 48, pretrained=False)
     save_bundle(folder, model, {"architecture": "small-cnn", "classes": CLASSES, "image_size": 48,
                                 "mean": [0.5] * 3, "std": [0.25] * 3})  # fmt: skip
-    with PredictServer(photoclass.load_model(folder), port=0) as server:
+    with photoclass.serve(folder, port=0) as server:
         yield server.url
 
 
@@ -67,8 +65,8 @@ bodies = st.one_of(
     st.binary(max_size=300),
     st.just(b""),
 )
-# `top_k` values `int()` refuses although `str.isdigit` accepts them are known to break both
-# servers so far; `test_top_k_that_int_refuses_is_a_400` pins them, the property skips them.
+# `top_k` values `int()` refuses although `str.isdigit` accepts them once broke the server
+# (a dropped connection, a 500); `test_top_k_that_int_refuses_is_a_400` pins them.
 INT_REFUSES = ["²", "9" * 5000]
 top_ks = st.one_of(
     st.integers(0, 10).map(str),
@@ -136,12 +134,6 @@ def test_any_request_gets_an_answer_and_errors_are_json(
     check_answer(method, target, *ask(served, method, target, body if method == "POST" else None))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="top_k='²' passes str.isdigit but int() refuses it, as it refuses 5000 digits: the stdlib "
-    "server drops the connection (ValueError in the handler); the ASGI server on branch serve "
-    "answered 500 for the 5000 digits when this was written. Remove this mark once both are 400s.",
-)
 @pytest.mark.parametrize("top_k", INT_REFUSES, ids=["superscript-two", "5000-digits"])
 def test_top_k_that_int_refuses_is_a_400(served: str, top_k: str) -> None:
     photo = encoded(Image.new("RGB", (8, 8)), "PNG")

@@ -3,6 +3,7 @@ and renders the result. No logic lives here; errors a user can cause become one 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import sys
@@ -15,7 +16,7 @@ import typer
 from photoclass import runtime
 from photoclass.cli import render
 from photoclass.cli.options import config_options, translate
-from photoclass.config import CollectConfig, TrainConfig, load
+from photoclass.config import CollectConfig, ServeConfig, TrainConfig, load
 from photoclass.errors import PhotoclassError
 from photoclass.progress import RichProgress
 from photoclass.runtime import DEVICES
@@ -217,33 +218,43 @@ def export(
 
 
 @command()
+@config_options(ServeConfig)
 def serve(
+    options: dict[str, Any],
     model: ModelArg,
-    host: Annotated[str, typer.Option(help="Address to listen on (0.0.0.0 = every network).")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port (0 = any free one).")] = 8000,
+    cors_origin: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="A browser origin allowed to call the API, e.g. https://example.org (repeatable; none)."
+        ),
+    ] = None,
+    api_key: Annotated[
+        str | None,
+        typer.Option(
+            envvar="PHOTOCLASS_SERVE_API_KEY",
+            show_default=False,
+            help="Require `Authorization: Bearer KEY` on /api/ (prefer the variable: a flag shows in `ps`).",
+        ),
+    ] = None,
+    config: ConfigOpt = None,
 ) -> None:
     """A web page to drop photos on, and a JSON API (POST a photo to /api/predict), until Ctrl-C.
 
     Example: photoclass serve models/cats-owls --port 8000
     """
+    cfg = load(ServeConfig, config, "serve", {**options, "cors_origins": tuple(cors_origin or ()) or None})
     from photoclass import api
-    from photoclass.serving import PredictServer
 
-    try:
-        server = PredictServer(api.load_model(model), host, port)
-    except OSError as e:
-        raise PhotoclassError(
-            f"cannot listen on {host}:{port} ({e.strerror}); choose another --port"
-        ) from None
-    server.warm_up()
+    server = api.serve(model, cfg, api_key=api_key)
+    auth = ' -H "Authorization: Bearer $PHOTOCLASS_SERVE_API_KEY"' if api_key else ""
     render.note(
         f"serving {model} at {server.url} (Ctrl-C stops it). Open it in a browser, or:\n"
-        f"  curl --data-binary @photo.jpg {server.url}/api/predict"
+        f"  curl{auth} --data-binary @photo.jpg {server.url}/api/predict"
     )
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        render.note("stopped")
+    # uvicorn stops gracefully on Ctrl-C, then raises the signal again for the caller.
+    with contextlib.suppress(KeyboardInterrupt):
+        server.run()
+    render.note("stopped")
 
 
 @command()
