@@ -5,9 +5,9 @@
     python bench/allocator.py --repeats 5 --seconds 15 --workloads lite0-finetune,lite0-infer
 
 Each measurement is a fresh subprocess (`--worker`) that builds a model from photoclass's
-registry and runs the steps photoclass's training loop runs (channels-last input, frozen
-prefix under no_grad, cross-entropy, the recipe's optimizer) on random pixels normalised by
-photoclass's eval transform, so the allocator is the only difference:
+registry and runs the training loop's own step (`photoclass.training.phases.train_step`:
+channels-last input, frozen layers without gradients, the recipe's arithmetic, optimizer and
+loss) on random pixels, so the allocator is the only difference:
 - system:   glibc malloc untouched (PHOTOCLASS_ALLOCATOR=system)
 - glibc:    glibc tuned by `mallopt` in-process, what `import photoclass` does (PHOTOCLASS_ALLOCATOR=glibc)
 - jemalloc: Debian's libjemalloc2 preloaded (LD_PRELOAD), its default settings (no MALLOC_CONF)
@@ -70,15 +70,15 @@ def worker(name: str, seconds: float) -> None:
     import resource
     import time
 
+    import numpy as np
     import torch
-    import torch.nn.functional as F
 
     from photoclass import runtime
     from photoclass.config import TrainConfig
     from photoclass.data.preprocess import Normalize
     from photoclass.models import create_model, get_model_entry
-    from photoclass.prediction.inference import mixed_precision
-    from photoclass.training.optim import create_optimizer
+    from photoclass.runtime import Compute
+    from photoclass.training.phases import Split, train_phase, train_step
 
     runtime.tune_allocator()  # as `import photoclass.api` does; a no-op for system and jemalloc
     arch, size, batch, what = WORKLOADS[name]
@@ -96,23 +96,18 @@ def worker(name: str, seconds: float) -> None:
                 model(normalize(pixels[i % 4]))
 
     else:
-        start = model.finetune_start(entry.recipe.unfreeze) if what == "finetune" else 0
-        frozen, trainable = model[:start], model[start:]
-        frozen.requires_grad_(False).eval()
-        trainable.train()
-        cfg = TrainConfig(model=arch).resolve(entry.recipe)
-        optimizer = create_optimizer(cfg, [p for p in trainable.parameters() if p.requires_grad])
+        # The training loop's own phase and step: the layers it trains (all, or the last
+        # blocks when fine-tuning), its optimizer, arithmetic and loss.
+        cfg = entry.resolve(TrainConfig(model=arch, device="cpu"))
+        compute = Compute.create("cpu", cfg.precision)
+        images = np.zeros((batch, size, size, 3), dtype=np.uint8)
+        split = Split(images, np.zeros(batch, dtype=np.int64), [])
+        phase = train_phase(model, split, split, normalize, cfg, compute, pretrained=what == "finetune")
+        phase.begin_epoch()
+        scaler = compute.grad_scaler()
 
         def step(i: int) -> None:
-            x = normalize(pixels[i % 4])
-            with torch.no_grad():
-                x = frozen(x)
-            with mixed_precision(cfg.precision):
-                logits = trainable(x).float()
-            loss = F.cross_entropy(logits, labels)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            train_step(phase, (pixels[i % 4], labels), scaler, lr=cfg.lr)
 
     for i in range(3):  # warm-up: oneDNN primitives, the allocator's first growth
         step(i)

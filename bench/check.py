@@ -22,6 +22,7 @@ import argparse
 import json
 import os
 import random
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -46,7 +47,8 @@ def lscpu() -> str:
 
 
 def build(dest: Path, per_class: int | None, seed: int = 0) -> Path:
-    """cats-owls/train split 80/20 per class into dest/{train,val}/<class>/ (links)."""
+    """cats-owls/train split 80/20 per class into dest/{train,val}/<class>/ (copies: links
+    leading outside the folder would not be read)."""
     rng = random.Random(seed)
     for name, files in class_files(DATA / "train").items():
         files = rng.sample(files, min(per_class or len(files), len(files)))
@@ -55,7 +57,7 @@ def build(dest: Path, per_class: int | None, seed: int = 0) -> Path:
             folder = dest / split / name
             folder.mkdir(parents=True, exist_ok=True)
             for path in part:
-                (folder / path.name).symlink_to(path)
+                shutil.copyfile(path, folder / path.name)
     return dest
 
 

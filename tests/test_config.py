@@ -3,6 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from torch import nn
 
 from photoclass.config import TrainConfig, load
 from photoclass.errors import ConfigError
@@ -42,14 +43,14 @@ def test_bad_config_files_are_one_line_errors(tmp_path: Path, text: str, message
 def test_invalid_values_and_unknown_models_are_rejected() -> None:
     with pytest.raises(ConfigError, match="unknown model 'resnet'; choose one of: efficientnet-lite0"):
         get_model_entry("resnet")
-    with pytest.raises(ConfigError, match="val-fraction"):
+    with pytest.raises(ConfigError, match=r"`val_fraction` must be in \(0, 1\)"):
         TrainConfig(val_fraction=1.5).resolve(get_model_entry("small-cnn").recipe)
 
 
 def test_seed_cnn_is_the_reference_architecture() -> None:
     model = create_model("seed-cnn", 2, 300)
-    dense = model[10]
+    dense = next(m for m in model.modules() if isinstance(m, nn.Linear))
     assert dense.in_features == 35 * 35 * 128  # "~157k features into Dense(64)"
     n_params = sum(p.numel() for p in model.parameters())
     assert 10_000_000 < n_params < 10_200_000  # "~10M of the model's weights"
-    assert create_model("seed-cnn", 3, 300)[-1][0].out_features == 3  # softmax for > 2 classes
+    assert create_model("seed-cnn", 3, 300).get_classifier()[0].out_features == 3  # softmax for > 2

@@ -14,7 +14,7 @@ import photoclass
 from photoclass import exporting
 from photoclass.cli import app
 from photoclass.data.cache import decode_all
-from photoclass.errors import ConfigError
+from photoclass.errors import ExportError
 from photoclass.prediction.inference import logits_for, probabilities
 
 ort = pytest.importorskip("onnxruntime", reason="pip install 'photoclass[export]'")
@@ -33,11 +33,9 @@ def test_onnx_gives_pytorchs_probabilities_for_real_photos(
     assert exported.checked == 20 and exported.same_labels == 20 and exported.max_difference < 1e-4
     bundle = photoclass.load_model(trained_binary)
     photos = sorted((cats_owls_tiny / "val").rglob("*.jpg"))
-    pixels = np.ascontiguousarray(
-        decode_all(photos, bundle.image_size, use_cache=False).images
-    )
+    pixels = np.ascontiguousarray(decode_all(photos, bundle.image_size, use_cache=False).images)
     session = ort.InferenceSession(str(exported.path), providers=["CPUExecutionProvider"])
-    want = probabilities(logits_for(bundle.model, pixels, bundle.normalize, precision="fp32"))
+    want = probabilities(logits_for(bundle.model, pixels, bundle.normalize), bundle.temperature)
     for batch in (pixels[:1], pixels[1:4], pixels):  # any batch size
         got = session.run(None, {"pixels": batch})[0]
         np.testing.assert_allclose(got, want[: len(batch)] if len(batch) != 3 else want[1:4], atol=1e-4)
@@ -48,7 +46,7 @@ def test_onnx_gives_pytorchs_probabilities_for_real_photos(
 
 def test_a_failed_check_writes_nothing(trained_binary: Path, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setattr(exporting, "TOLERANCE", -1.0)
-    with pytest.raises(ConfigError, match="differs from PyTorch"):
+    with pytest.raises(ExportError, match="differs from PyTorch"):
         photoclass.export(trained_binary, tmp_path / "m.onnx")
     assert list(tmp_path.iterdir()) == []
 

@@ -56,5 +56,9 @@ def test_flat_layout_matches_the_network() -> None:
     x = torch.randn(2, 3, 224, 224)
     with torch.no_grad():
         features = net.bn2(net.conv_head(net.blocks(net.bn1(net.conv_stem(x))))).mean((2, 3))
-        torch.testing.assert_close(ours[:-1](x), features, atol=1e-5, rtol=1e-5)
-    assert ours.finetune_start(2) == len(ours) - 3 - 2
+        pooled = ours.forward_head(ours.forward_features(x), pre_logits=True)
+        torch.testing.assert_close(pooled, features, atol=1e-5, rtol=1e-5)
+    # Fine-tuning 2 blocks trains the last 2 of the 16, the head conv and the classifier.
+    trained = ours.unfrozen(2)
+    assert trained[0] is ours[15] and trained[2] is ours[17] and trained[-1] is ours.get_classifier()
+    assert ours.unfrozen(0) == [ours.get_classifier()]

@@ -12,7 +12,6 @@ import torch
 from torch import nn
 
 import photoclass
-from photoclass import bundle as bundle_module
 from photoclass.bundle import load_bundle
 from photoclass.config import TrainConfig
 from photoclass.data.preprocess import Normalize
@@ -39,20 +38,23 @@ def test_pooling_before_relu_is_the_reference_function() -> None:
 def test_the_dense_layer_stays_float32_under_autocast() -> None:
     model = create_model("seed-cnn", 2, 64).eval()
     with torch.no_grad(), torch.autocast("cpu", torch.bfloat16):
-        x = model[:10](torch.rand(2, 3, 64, 64))
+        x = model.forward_features(torch.rand(2, 3, 64, 64))
         assert x.dtype == torch.bfloat16  # the convolutions ran in bf16
-        assert model[10](x).dtype == torch.float32
+        dense = next(m for m in model.modules() if isinstance(m, nn.Linear))
+        assert dense(x.flatten(1)).dtype == torch.float32
 
 
 def test_auto_precision_follows_the_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
     recipe = get_model_entry("seed-cnn").recipe
-    assert recipe.precision == "auto"
+    assert recipe["precision"] == "auto"
+    seed = get_model_entry("seed-cnn")
     for native, expected in ((True, "bf16"), (False, "fp32")):
         monkeypatch.setattr("photoclass.runtime.native_bf16", lambda native=native: native)
-        assert TrainConfig(model="seed-cnn").resolve(recipe).precision == expected
-    assert TrainConfig(model="seed-cnn", precision="fp32").resolve(recipe).precision == "fp32"
-    lite0 = get_model_entry("efficientnet-lite0").recipe  # bf16 measured no faster for it
-    assert TrainConfig(model="efficientnet-lite0").resolve(lite0).precision == "fp32"
+        assert seed.resolve(TrainConfig(model="seed-cnn", device="cpu")).precision == expected
+    assert seed.resolve(TrainConfig(model="seed-cnn", precision="fp32")).precision == "fp32"
+    monkeypatch.setattr("photoclass.runtime.native_bf16", lambda: True)
+    lite0 = get_model_entry("efficientnet-lite0")  # bf16 measured no faster for it on a CPU
+    assert lite0.resolve(TrainConfig(model="efficientnet-lite0", device="cpu")).precision == "fp32"
 
 
 def test_a_bf16_model_predicts_in_bf16_where_it_can_and_fp32_elsewhere(
@@ -69,9 +71,10 @@ def test_a_bf16_model_predicts_in_bf16_where_it_can_and_fp32_elsewhere(
     # the stored validation metrics are those of the arithmetic the model predicts in
     again = photoclass.evaluate(bundle, cats_owls_tiny / "val", progress=False)
     assert again.metrics["confusion_matrix"] == result.metrics["confusion_matrix"]
-    monkeypatch.setattr(bundle_module, "native_bf16", lambda: False)
-    assert bundle.precision == "fp32"
-    fallback = photoclass.predict(bundle, photos)
+    monkeypatch.setattr("photoclass.runtime.native_bf16", lambda: False)
+    fallback_bundle = load_bundle(out)
+    assert fallback_bundle.precision == "fp32"
+    fallback = photoclass.predict(fallback_bundle, photos)
     for a, b in zip(here, fallback, strict=True):
         assert a.path == b.path and a.probability == pytest.approx(b.probability, abs=0.02)
 

@@ -29,7 +29,7 @@ from .helpers import TINY
 def test_three_classes_learn_and_use_softmax(trained_three: Path, shapes3: Path) -> None:
     bundle = load_bundle(trained_three)
     assert bundle.classes == ["circle", "square", "triangle"]
-    assert bundle.model[-1][0].out_features == 3
+    assert bundle.model.get_classifier()[0].out_features == 3
     evaluation = photoclass.evaluate(trained_three, shapes3 / "test", progress=False)
     assert evaluation.metrics["n"] == 30
     assert evaluation.accuracy > 0.6  # chance is 1/3

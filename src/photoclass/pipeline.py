@@ -6,8 +6,9 @@ writing its files under one folder so any stage can be rerun alone:
     OUT/model/model.safetensors + photoclass.json
     OUT/metrics.json   OUT/report.html
 
-`run` talks to Flickr (or any Flickr-compatible server); `demo` starts the local simulator
-and runs the very same code against it, offline.
+`run` talks to Flickr (or any Flickr-compatible server); `run_simulated` starts the local
+simulator and runs the very same code against it, offline, and `demo` is `run_simulated`
+with a fixed, small configuration.
 """
 
 from __future__ import annotations
@@ -18,13 +19,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from photoclass.bundle import META
 from photoclass.checking.findings import CheckResult
 from photoclass.collecting import CollectSummary, collect
 from photoclass.config import CollectConfig, TrainConfig
 from photoclass.evaluation.evaluate import Evaluation
 from photoclass.progress import NO_PROGRESS, Progress
-from photoclass.training.checkpoint import NAME as CHECKPOINT
+from photoclass.training.checkpoint import run_state
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ class RunSummary:
 def run(
     out: Path,
     collect_config: CollectConfig,
-    api_key: str,
+    api_key: str | None,
     train_config: TrainConfig | None = None,
     *,
     clean: bool = False,
@@ -69,13 +69,14 @@ def run(
     out = Path(out)
     data, model = out / "data", out / "model"
     log.info("1/5 collect %s -> %s", ", ".join(collect_config.classes), data)
-    collected = collect(collect_config, data, api_key, progress=progress is not NO_PROGRESS)
+    collected = collect(collect_config, data, api_key, progress=progress)
     log.info("2/5 check %s -> %s", data, out / "check.html")
     checked = api.check(data, report_out=out / "check.html", fix=clean, progress=progress)
     log.info("check: %s", checked.headline())
     log.info("3/5 train -> %s", model)
-    if not (model / META).exists() or (model / CHECKPOINT).exists():
-        api.train(data, model, train_config, resume=(model / CHECKPOINT).exists(), progress=progress)
+    state = run_state(model)
+    if state != "finished":
+        api.train(data, model, train_config, resume=state == "unfinished", progress=progress)
     log.info("4/5 evaluate on the test split, 5/5 report")
     evaluation = api.evaluate(
         model,
@@ -88,12 +89,26 @@ def run(
     return RunSummary(out, collected, model, evaluation, out / "report.html", seconds, checked)
 
 
-def demo(out: Path, *, progress: Progress = NO_PROGRESS) -> RunSummary:
-    """The whole pipeline, offline: a local Flickr simulator serves synthetic photos of
-    procedurally drawn objects, and `run` collects, trains, evaluates and reports on them."""
+def run_simulated(
+    out: Path,
+    collect_config: CollectConfig,
+    train_config: TrainConfig | None = None,
+    *,
+    clean: bool = False,
+    progress: Progress = NO_PROGRESS,
+) -> RunSummary:
+    """`run` against a local Flickr simulator serving synthetic photos of procedurally drawn
+    objects (twice as many per class as asked for): no key, no network."""
     from photoclass.sim import SimServer
 
-    with SimServer(classes=DEMO_CLASSES, photos_per_class=DEMO_COLLECT.per_class * 2, seed=0) as sim:
+    classes, per_class = tuple(collect_config.classes), collect_config.per_class
+    with SimServer(classes=classes, photos_per_class=2 * per_class, seed=0) as sim:
         log.info("Flickr simulator on %s (synthetic photos, no network)", sim.base_url)
-        config = dataclasses.replace(DEMO_COLLECT, api_url=sim.api_url)
-        return run(Path(out), config, sim.api_key, DEMO_TRAIN, progress=progress)
+        config = dataclasses.replace(collect_config, api_url=sim.api_url)
+        return run(Path(out), config, sim.api_key, train_config, clean=clean, progress=progress)
+
+
+def demo(out: Path, *, progress: Progress = NO_PROGRESS) -> RunSummary:
+    """The whole pipeline, offline, in a fixed small configuration (`DEMO_COLLECT`,
+    `DEMO_TRAIN`): two classes of synthetic photos, collected, trained, evaluated, reported."""
+    return run_simulated(out, DEMO_COLLECT, DEMO_TRAIN, progress=progress)

@@ -14,9 +14,9 @@ from PIL import Image
 
 from photoclass.checking import agreement, layout, quarantine
 from photoclass.checking.findings import Finding
-from photoclass.collecting.download import Checked
 from photoclass.collecting.flickr import Photo
 from photoclass.collecting.manifest import MANIFEST, Manifest, Outcome
+from photoclass.collecting.validate import Checked
 from photoclass.errors import DatasetError
 
 

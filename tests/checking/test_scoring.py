@@ -9,6 +9,7 @@ import numpy as np
 
 from photoclass.checking import labels, outliers
 from photoclass.checking.layout import Photo
+from photoclass.prediction.novelty import knn_distance
 
 
 def _clusters(rng: np.random.Generator, per_class: int, dims: int = 40) -> tuple[np.ndarray, np.ndarray]:
@@ -66,8 +67,8 @@ def test_a_far_photo_and_a_group_of_strays_are_off_topic() -> None:
 
 def test_the_k_th_neighbour_distance() -> None:
     points = np.array([[0.0], [1.0], [3.0], [7.0]], np.float32)
-    assert list(outliers.kth_distances(points, points, 1, same=True)) == [1, 1, 2, 4]
-    assert list(outliers.kth_distances(points, np.array([[2.0]], np.float32), 2)) == [1]
+    assert list(knn_distance(points, points, 1, same=True)) == [1, 1, 2, 4]
+    assert list(knn_distance(points, np.array([[2.0]], np.float32), 2)) == [1]
 
 
 def test_a_class_too_small_to_judge_is_left_alone() -> None:

@@ -12,31 +12,34 @@ from torch import nn
 from photoclass.bundle import load_bundle
 from photoclass.data.decode import decode_image
 from photoclass.data.preprocess import Normalize
-from photoclass.models import create_model
-from photoclass.reporting.gradcam import cam_layer, grad_cam, overlay
+from photoclass.models import ImageClassifier, create_model
+from photoclass.reporting.gradcam import decision_margin, grad_cam, overlay
 
 
 @pytest.mark.parametrize(
-    ("architecture", "size", "expected"),
+    ("architecture", "size", "channels", "side"),
     [
-        ("small-cnn", 48, 3),  # the last conv stage; the global pool after it is 1x1
-        ("seed-cnn", 64, 8),  # the last max-pool, before Flatten
-        ("efficientnet-lite0", 64, -3),  # conv_head + bn2, before pool+flatten and the head
+        ("small-cnn", 48, 256, 3),  # the last conv stage; the global pool after it is 1x1
+        ("seed-cnn", 64, 128, 6),  # the last max-pool, before Flatten
+        ("efficientnet-lite0", 64, 1280, 2),  # conv_head + bn2, before the pool
     ],
 )
-def test_cam_layer_is_the_last_feature_map(architecture: str, size: int, expected: int) -> None:
+def test_features_are_the_last_feature_map(architecture: str, size: int, channels: int, side: int) -> None:
     model = create_model(architecture, 2, size, pretrained=False).eval()
-    assert cam_layer(model, size) == expected % len(model)
+    with torch.no_grad():
+        features = model.forward_features(torch.zeros(1, 3, size, size))
+        assert features.shape == (1, channels, side, side)
+        assert model.forward_head(features).shape == (1, 2)
 
 
-def brightness_model() -> nn.Sequential:
+def brightness_model() -> ImageClassifier:
     """Feature map = summed channels; class 1 scores its mean, class 0 its negative."""
     conv = nn.Conv2d(3, 1, 1, bias=False)
     head = nn.Linear(1, 2, bias=False)
     with torch.no_grad():
         conv.weight.fill_(1.0)
         head.weight.copy_(torch.tensor([[-1.0], [1.0]]))
-    return nn.Sequential(conv, nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), head).eval()
+    return ImageClassifier(conv, nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), head, features=2).eval()
 
 
 def test_heat_lies_where_the_evidence_is() -> None:
@@ -55,6 +58,32 @@ def test_heat_lies_where_the_evidence_is() -> None:
         assert cam[inside].mean() > 0.8 and cam[~inside].mean() < 0.1
     # Brightness is evidence against class 0: ReLU leaves nothing to show.
     assert not grad_cam(brightness_model(), images, identity, targets=[0, 0]).any()
+
+
+def test_the_margin_is_the_log_odds_of_the_decision() -> None:
+    logits = torch.tensor([[0.0, 2.0], [1.0, 1.0], [3.0, 0.0]])
+    torch.testing.assert_close(
+        decision_margin(logits, torch.tensor([1, 0, 0])), torch.tensor([2.0, 0.0, 3.0])
+    )
+    three = torch.tensor([[1.0, 2.0, 3.0]])
+    expected = 3.0 - torch.logsumexp(torch.tensor([1.0, 2.0]), 0)
+    torch.testing.assert_close(decision_margin(three, torch.tensor([2])), expected[None])
+
+
+@pytest.mark.parametrize("fixture", ["trained_binary", "trained_three"])
+def test_photos_predicted_as_every_class_get_heat(fixture: str, request: pytest.FixtureRequest) -> None:
+    # A two-class head emits logits [0, z]: explaining the first class by its own logit
+    # (always 0) gave empty maps for every photo predicted as that class.
+    bundle = load_bundle(request.getfixturevalue(fixture))
+    data = request.getfixturevalue("cats_owls_tiny" if fixture == "trained_binary" else "shapes3")
+    photos = sorted(p for p in data.rglob("*.jpg"))
+    pixels = np.stack([decode_image(p, bundle.image_size) for p in photos])
+    with torch.no_grad():
+        predicted = bundle.model(bundle.normalize.batch(pixels)).argmax(1).numpy()
+    for k in range(len(bundle.classes)):
+        assert (predicted == k).any(), f"no photo predicted as {bundle.classes[k]}"
+        heat = grad_cam(bundle.model, pixels[predicted == k][:4], bundle.normalize)
+        assert (heat.max(axis=(1, 2)) > 0.99).all(), bundle.classes[k]
 
 
 def test_heat_maps_of_a_trained_model(trained_three: Path, shapes3: Path) -> None:

@@ -35,15 +35,17 @@ def check_dataset(
     model: str = DEFAULT_MODEL,
     fix: bool = False,
     min_confidence: float = FIX_CONFIDENCE,
+    follow_symlinks: bool = False,
     progress: Progress = NO_PROGRESS,
 ) -> CheckResult:
     """Check `root` (a `DATA/{train,val,test}/<class>/` folder) and, with `fix=True`, move the
-    files of confident findings into `root/_quarantine/` (see `photoclass.checking.quarantine`)."""
+    files of confident findings into `root/_quarantine/` (see `photoclass.checking.quarantine`).
+    Symbolic links leading outside `root` are skipped unless `follow_symlinks=True`."""
     started = time.perf_counter()
     if not 0 <= min_confidence <= 1:
         raise ConfigError(f"`min_confidence` must be between 0 and 1, not {min_confidence}")
     size = feature_size(model)
-    inventory = layout.take_inventory(Path(root))
+    inventory = layout.take_inventory(Path(root), follow_symlinks=follow_symlinks)
     root, photos, classes = inventory.root, inventory.photos, inventory.classes
     findings: list[Finding] = list(inventory.findings)
 

@@ -20,7 +20,7 @@ from photoclass.data.cache import derived
 from photoclass.data.preprocess import Normalize
 from photoclass.errors import ConfigError
 from photoclass.models import create_model, get_model_entry, list_models
-from photoclass.prediction.inference import logits_for
+from photoclass.prediction.novelty import pre_logits
 from photoclass.progress import NO_PROGRESS, Progress
 
 
@@ -34,24 +34,20 @@ def feature_size(model: str) -> int:
             f"model '{model}' has no pretrained weights to describe photos with; "
             f"`model` must be one of: {', '.join(pretrained)}"
         )
-    return entry.recipe.image_size
+    return entry.defaults().image_size
 
 
 def embed(images: np.ndarray, model: str = DEFAULT_MODEL, progress: Progress = NO_PROGRESS) -> np.ndarray:
-    """(N, D) float32 features of (N, size, size, 3) uint8 photos (`size` = `feature_size(model)`).
-
-    The registered pretrained models are an `nn.Sequential` ending in their classifier, so
-    every layer before it gives the pooled features."""
-    feature_size(model)
+    """(N, D) float32 features of (N, size, size, 3) uint8 photos (`size` = `feature_size(model)`):
+    the pretrained network's pre-logits, as `photoclass.prediction.novelty` measures them."""
+    size = feature_size(model)
     entry = get_model_entry(model)
-    network = create_model(model, num_classes=2, image_size=entry.recipe.image_size)
-    body = network[:-1].eval().to(memory_format=torch.channels_last)
+    network = create_model(model, num_classes=2, image_size=size).eval().to(memory_format=torch.channels_last)
     # fp32: efficientnet-lite0's depthwise convolutions ran 1.3x slower in bfloat16 here.
-    features = logits_for(
-        body,
+    features = pre_logits(
+        network,
         images,
         Normalize(entry.cfg.mean, entry.cfg.std),
-        precision="fp32",
         progress=progress,
         description=f"features ({model})",
     )

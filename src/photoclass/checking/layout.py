@@ -15,6 +15,7 @@ from photoclass.checking.findings import Finding, Kind
 from photoclass.data.folder import (
     MIN_CLASSES,
     SPLITS,
+    Links,
     class_folders,
     empty_class_folders,
     files_in,
@@ -74,12 +75,15 @@ def require_folder(root: Path) -> Path:
     return root
 
 
-def take_inventory(root: Path) -> Inventory:
-    """Every file of every split under `root`, and a finding for each layout problem."""
+def take_inventory(root: Path, *, follow_symlinks: bool = False) -> Inventory:
+    """Every file of every split under `root`, and a finding for each layout problem.
+    Symbolic links leading outside `root` are skipped (with a warning) unless
+    `follow_symlinks=True`, as training skips them."""
     root = require_folder(root)
+    links = Links(root, follow_symlinks)
     findings: list[Finding] = []
     train = root / "train"
-    classes = class_folders(train) if train.is_dir() else []
+    classes = class_folders(train, links) if train.is_dir() else []
     if not train.is_dir():
         findings.append(
             _layout(train, f"{root} has no train/ folder", f"put one folder per class in {train}/")
@@ -107,9 +111,9 @@ def take_inventory(root: Path) -> Inventory:
     photos: list[Photo] = []
     for split in SPLITS:
         split_dir = root / split
-        if not split_dir.is_dir():
+        if not split_dir.is_dir() or not links.allows(split_dir):
             continue
-        for stray in stray_files(split_dir):
+        for stray in stray_files(split_dir, links):
             findings.append(
                 _layout(
                     stray,
@@ -118,11 +122,11 @@ def take_inventory(root: Path) -> Inventory:
                 )
             )
             photos.append(Photo(stray, split, None, False))
-        for empty in empty_class_folders(split_dir):
+        for empty in empty_class_folders(split_dir, links):
             findings.append(
                 _layout(empty, "an empty class folder", "add photos or remove the folder", split, empty.name)
             )
-        for name in class_folders(split_dir):
+        for name in class_folders(split_dir, links):
             known = name in classes
             if not known and split != "train" and classes:
                 findings.append(
@@ -134,7 +138,8 @@ def take_inventory(root: Path) -> Inventory:
                         name,
                     )
                 )
-            photos += [Photo(path, split, name, known) for path in files_in(split_dir / name)]
+            photos += [Photo(path, split, name, known) for path in files_in(split_dir / name, links)]
+    links.warn()
     return Inventory(root, classes, photos, findings)
 
 

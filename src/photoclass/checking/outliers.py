@@ -29,6 +29,7 @@ import numpy as np
 
 from photoclass.checking.findings import Finding, Kind
 from photoclass.checking.layout import Photo
+from photoclass.prediction.novelty import knn_distance, l2_normalize
 
 DIMENSIONS = 64  # PCA directions kept: 16 to 128 all found the drawings; 64 found the most eagles
 K_SHARE, K_MIN, K_MAX = 0.02, 10, 50
@@ -38,7 +39,6 @@ OFF_TOPIC = 1.3
 # Confidence: 0.5 at the threshold, 1 at this score; 0.9 (a fix's default) at 1.42, higher than
 # any of cats-owls's own photos scored in bench/check.py (1.35 at most), lower than any drawing.
 CERTAIN = 1.45
-_CHUNK = 1024  # query rows per distance block: 1024 x 10,000 float32 = 40 MB
 
 KINDS = [
     Kind(
@@ -61,33 +61,14 @@ class Space:
     directions: np.ndarray  # (d, D)
 
     def project(self, features: np.ndarray) -> np.ndarray:
-        unit = features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
-        return ((unit - self.mean) @ self.directions.T).astype(np.float32)
+        return ((l2_normalize(features) - self.mean) @ self.directions.T).astype(np.float32)
 
 
 def fit_space(reference: np.ndarray, dimensions: int = DIMENSIONS) -> Space:
-    unit = reference / np.maximum(np.linalg.norm(reference, axis=1, keepdims=True), 1e-12)
+    unit = l2_normalize(reference)
     mean = unit.mean(0)
     _, _, directions = np.linalg.svd(unit - mean, full_matrices=False)
     return Space(mean, directions[:dimensions])
-
-
-def kth_distances(reference: np.ndarray, query: np.ndarray, k: int, *, same: bool = False) -> np.ndarray:
-    """Per query row, the Euclidean distance to its k-th nearest reference row; `same=True`
-    when query is reference, so that a row is not its own neighbour."""
-    k = min(k, len(reference) - same)
-    if k < 1:
-        return np.full(len(query), np.inf, np.float32)
-    ref_sq = (reference * reference).sum(1)
-    out = np.empty(len(query), np.float32)
-    for start in range(0, len(query), _CHUNK):
-        q = query[start : start + _CHUNK]
-        d2 = (q * q).sum(1)[:, None] + ref_sq[None, :] - 2 * q @ reference.T
-        if same:
-            rows = np.arange(len(q))
-            d2[rows, start + rows] = np.inf
-        out[start : start + len(q)] = np.sqrt(np.maximum(np.partition(d2, k - 1, axis=1)[:, k - 1], 0))
-    return out
 
 
 def neighbours(class_size: int) -> int:
@@ -114,8 +95,8 @@ def outlier_scores(
                 ratios[members, c] = 0.0
             continue
         k = neighbours(len(members))
-        own = kth_distances(ref[members], ref[members], k, same=True)
-        distances = kth_distances(ref[members], points, k)
+        own = knn_distance(ref[members], ref[members], k, same=True)
+        distances = knn_distance(ref[members], points, k)
         if same:  # each member measured without itself, as for the typical distance
             distances[members] = own
         typical = max(float(np.median(own)), 1e-12)

@@ -8,9 +8,9 @@ from html import escape
 from pathlib import Path
 
 from photoclass import __version__
-from photoclass.bundle import atomic_write
 from photoclass.checking.findings import GROUPS, CheckResult, Finding, relative
 from photoclass.data.decode import UnreadableImage, decode_image
+from photoclass.files import atomic_write
 from photoclass.reporting import page
 from photoclass.reporting.page import THUMB, Section
 from photoclass.reporting.plots import thumbnail

@@ -3,7 +3,7 @@ and renders the result. No logic lives here; errors a user can cause become one 
 
 from __future__ import annotations
 
-import dataclasses
+import contextlib
 import functools
 import logging
 import sys
@@ -16,9 +16,11 @@ import typer
 from photoclass import runtime
 from photoclass.checking.findings import DEFAULT_MODEL, FIX_CONFIDENCE
 from photoclass.cli import render
-from photoclass.config import TrainConfig, load
+from photoclass.cli.options import config_options, translate
+from photoclass.config import CollectConfig, ServeConfig, TrainConfig, load
 from photoclass.errors import PhotoclassError
 from photoclass.progress import RichProgress
+from photoclass.runtime import DEVICES
 
 app = typer.Typer(
     help="Collect labelled photos, train an image classifier, evaluate it honestly, predict.",
@@ -28,22 +30,27 @@ app = typer.Typer(
 )
 
 
-def command(name: str | None = None, **kwargs: Any) -> Callable:
-    """`app.command` that turns a `PhotoclassError` into one red line and exit code 1."""
+def command(name: str | None = None, *, group: typer.Typer | None = None, **kwargs: Any) -> Callable:
+    """`app.command` (or `group`'s) that turns a `PhotoclassError` into one red line and exit
+    code 1."""
 
     def wrap(fn: Callable) -> Callable:
+        # The command list shows the docstring's first paragraph: as one line, not broken
+        # where the source wraps it.
+        kwargs.setdefault("short_help", " ".join((fn.__doc__ or "").split("\n\n")[0].split()))
+
         @functools.wraps(fn)
         def run(*args: Any, **kw: Any) -> Any:
             try:
                 return fn(*args, **kw)
             except PhotoclassError as e:
-                render.error(str(e))
+                render.error(translate(str(e)))
                 raise typer.Exit(1) from None
             except KeyboardInterrupt:
                 render.error("interrupted; rerun the same command (train: add --resume) to continue")
                 raise typer.Exit(130) from None
 
-        return app.command(name, **kwargs)(run)
+        return (group or app).command(name, **kwargs)(run)
 
     return wrap
 
@@ -52,108 +59,38 @@ def command(name: str | None = None, **kwargs: Any) -> Callable:
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="TOML file with any option below.")]
 ModelArg = Annotated[Path, typer.Argument(help="Model folder written by `photoclass train --out`.")]
 SplitArg = Annotated[Path, typer.Argument(help="Labelled folder SPLIT/<class>/*.jpg, e.g. DATA/test.")]
-_DATA, _MODEL, _OPT, _AUG = "Data", "Model", "Optimiser", "Augmentation"
+DeviceOpt = Annotated[str, typer.Option(help=f"{DEVICES} (auto: a GPU if there is one, else the CPU).")]
+FollowOpt = Annotated[
+    bool,
+    typer.Option("--follow-symlinks", help="Follow symbolic links that lead outside the folder read."),
+]
+RejectOpt = Annotated[
+    bool,
+    typer.Option("--reject-unknown", help="Give no label to photos that look like none of the classes."),
+]
 
 
 @command()
+@config_options(TrainConfig)
 def train(
     data: Annotated[Path, typer.Argument(help="Dataset folder: DATA/train/<class>/*.jpg (+ val/, test/).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the model bundle.")],
-    model: Annotated[
-        str | None,
-        typer.Option(
-            help="seed-cnn | small-cnn | efficientnet-lite0 (see `photoclass models`).",
-            rich_help_panel=_MODEL,
-        ),
-    ] = None,
-    image_size: Annotated[
-        int | None,
-        typer.Option(help="Input side in pixels [model default].", rich_help_panel=_MODEL),
-    ] = None,
-    epochs: Annotated[
-        int | None,
-        typer.Option(help="Training (fine-tuning) epochs [model default].", rich_help_panel=_OPT),
-    ] = None,
-    batch_size: Annotated[
-        int | None, typer.Option(help="Photos per step [model default].", rich_help_panel=_OPT)
-    ] = None,
-    lr: Annotated[
-        float | None, typer.Option(help="Learning rate [model default].", rich_help_panel=_OPT)
-    ] = None,
-    optimizer: Annotated[
-        str | None,
-        typer.Option(help="rmsprop | adamw | sgd [model default].", rich_help_panel=_OPT),
-    ] = None,
-    precision: Annotated[
-        str | None,
-        typer.Option(
-            help="fp32 | bf16 (mixed precision) | auto (bf16 where the CPU has it) [model default].",
-            rich_help_panel=_OPT,
-        ),
-    ] = None,
-    patience: Annotated[
-        int | None,
-        typer.Option(help="Early stopping: epochs without a better validation loss.", rich_help_panel=_OPT),
-    ] = None,
-    probe_epochs: Annotated[
-        int | None,
-        typer.Option(help="Pretrained models: head-only epochs on cached features.", rich_help_panel=_OPT),
-    ] = None,
-    unfreeze: Annotated[
-        int | None,
-        typer.Option(help="Pretrained models: backbone blocks to fine-tune.", rich_help_panel=_OPT),
-    ] = None,
-    balance: Annotated[
-        bool | None,
-        typer.Option(
-            "--balance/--no-balance",
-            help="Weight the loss by inverse class frequency.",
-            rich_help_panel=_OPT,
-        ),
-    ] = None,
-    hflip: Annotated[
-        float | None, typer.Option(help="Horizontal-flip probability.", rich_help_panel=_AUG)
-    ] = None,
-    zoom: Annotated[
-        float | None, typer.Option(help="Zoom range (0.2 = 80%..120%).", rich_help_panel=_AUG)
-    ] = None,
-    shear: Annotated[float | None, typer.Option(help="Shear in degrees.", rich_help_panel=_AUG)] = None,
-    crop_scale: Annotated[
-        float | None,
-        typer.Option(help="Random-resized-crop: smallest area kept (1 = off).", rich_help_panel=_AUG),
-    ] = None,
-    rotate: Annotated[
-        float | None, typer.Option(help="Rotation range in degrees.", rich_help_panel=_AUG)
-    ] = None,
-    color_jitter: Annotated[
-        float | None,
-        typer.Option(help="Brightness/contrast/saturation jitter.", rich_help_panel=_AUG),
-    ] = None,
-    seed: Annotated[
-        int | None, typer.Option(help="Random seed: same seed, same model.", rich_help_panel=_DATA)
-    ] = None,
-    val_fraction: Annotated[
-        float | None,
-        typer.Option(help="Held-out share of train/ when there is no val/.", rich_help_panel=_DATA),
-    ] = None,
-    workers: Annotated[
-        int | None, typer.Option(help="Augmentation worker processes.", rich_help_panel=_DATA)
-    ] = None,
+    options: dict[str, Any],
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue an interrupted run from its last checkpoint.")
     ] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a model already in --out.")] = False,
+    follow_symlinks: FollowOpt = False,
     config: ConfigOpt = None,
 ) -> None:
     """Train a classifier on a folder of photos and write MODEL/model.safetensors + photoclass.json.
 
     Example: photoclass train data/cats-owls --out models/cats-owls
     """
-    options = {k: v for k, v in locals().items() if k not in ("data", "out", "resume", "overwrite", "config")}
-    cfg = load(TrainConfig, config, "train", options)
     from photoclass import api
 
-    result = api.train(data, out, cfg, resume=resume, overwrite=overwrite)
+    cfg = load(TrainConfig, config, "train", options)
+    result = api.train(data, out, cfg, resume=resume, overwrite=overwrite, follow_symlinks=follow_symlinks)
     render.metrics(result.metrics, title=f"validation ({result.meta['data']['val_source']})")
 
 
@@ -162,10 +99,18 @@ def evaluate(
     model: ModelArg,
     split: SplitArg,
     out: Annotated[
-        Path | None, typer.Option("--out", "-o", help="Folder for metrics.json [the model folder].")
+        Path | None, typer.Option("--out", "-o", help="Folder for metrics.json (default: the model folder).")
     ] = None,
     report: Annotated[bool, typer.Option("--report", help="Also write report.html there.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
+    reject_unknown: Annotated[
+        bool,
+        typer.Option(
+            "--reject-unknown", help="Leave photos that look like none of the classes out of the numbers."
+        ),
+    ] = False,
+    device: DeviceOpt = "auto",
+    follow_symlinks: FollowOpt = False,
 ) -> None:
     """Accuracy with its 95% interval, loss, per-class precision/recall/F1, confusion matrix, ROC AUC.
 
@@ -180,6 +125,9 @@ def evaluate(
         split,
         metrics_out=folder / "metrics.json",
         report_out=folder / "report.html" if report else None,
+        reject_unknown=reject_unknown,
+        device=device,
+        follow_symlinks=follow_symlinks,
         progress=not as_json,
     )
     render.metrics(evaluation.metrics, title=f"evaluation on {split}", as_json=as_json)
@@ -195,8 +143,9 @@ def report(
     model: ModelArg,
     split: SplitArg,
     out: Annotated[
-        Path | None, typer.Option("--out", "-o", help="HTML file to write [MODEL/report.html].")
+        Path | None, typer.Option("--out", "-o", help="HTML file to write (default MODEL/report.html).")
     ] = None,
+    device: DeviceOpt = "auto",
 ) -> None:
     """One self-contained HTML page: training curves, confusion matrix, per-class scores, ROC,
     the most confident mistakes, where the model looked (Grad-CAM) and, for collected data,
@@ -206,7 +155,7 @@ def report(
     """
     from photoclass import api
 
-    path = api.report(model, split, out or model / "report.html")
+    path = api.report(model, split, out or model / "report.html", device=device)
     render.note(f"report written to {path}")
 
 
@@ -218,14 +167,25 @@ def predict(
     fmt: Annotated[
         render.Format, typer.Option("--format", "-f", help="Output format.")
     ] = render.Format.table,
+    reject_unknown: RejectOpt = False,
+    device: DeviceOpt = "auto",
+    follow_symlinks: FollowOpt = False,
 ) -> None:
-    """Label new photos. Unreadable files are reported per file; exit code 1 only if none could be read.
+    """Label new photos, and flag those that look like none of the classes. Unreadable files are
+    reported per file; exit code 1 only if none could be read.
 
     Example: photoclass predict models/cats-owls photo.jpg more-photos/ --top-k 2 --format csv
     """
     from photoclass import api
 
-    predictions = api.predict(model, paths, top_k=top_k)
+    predictions = api.predict(
+        model,
+        paths,
+        top_k=top_k,
+        reject_unknown=reject_unknown,
+        device=device,
+        follow_symlinks=follow_symlinks,
+    )
     render.predictions(predictions, fmt)
     if not any(p.error is None for p in predictions):
         raise typer.Exit(1)
@@ -238,7 +198,8 @@ def export(
     check: Annotated[
         list[Path] | None,
         typer.Option(
-            help="Photos or folders to compare ONNX with PyTorch on [random pixels].", show_default=False
+            help="Photos or folders to compare ONNX with PyTorch on (default: random pixels).",
+            show_default=False,
         ),
     ] = None,
 ) -> None:
@@ -258,33 +219,43 @@ def export(
 
 
 @command()
+@config_options(ServeConfig)
 def serve(
+    options: dict[str, Any],
     model: ModelArg,
-    host: Annotated[str, typer.Option(help="Address to listen on (0.0.0.0 = every network).")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port (0 = any free one).")] = 8000,
+    cors_origin: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="A browser origin allowed to call the API, e.g. https://example.org (repeatable; none)."
+        ),
+    ] = None,
+    api_key: Annotated[
+        str | None,
+        typer.Option(
+            envvar="PHOTOCLASS_SERVE_API_KEY",
+            show_default=False,
+            help="Require `Authorization: Bearer KEY` on /api/ (prefer the variable: a flag shows in `ps`).",
+        ),
+    ] = None,
+    config: ConfigOpt = None,
 ) -> None:
     """A web page to drop photos on, and a JSON API (POST a photo to /api/predict), until Ctrl-C.
 
     Example: photoclass serve models/cats-owls --port 8000
     """
+    cfg = load(ServeConfig, config, "serve", {**options, "cors_origins": tuple(cors_origin or ()) or None})
     from photoclass import api
-    from photoclass.serving import PredictServer
 
-    try:
-        server = PredictServer(api.load_model(model), host, port)
-    except OSError as e:
-        raise PhotoclassError(
-            f"cannot listen on {host}:{port} ({e.strerror}); choose another --port"
-        ) from None
-    server.warm_up()
+    server = api.serve(model, cfg, api_key=api_key)
+    auth = ' -H "Authorization: Bearer $PHOTOCLASS_SERVE_API_KEY"' if api_key else ""
     render.note(
         f"serving {model} at {server.url} (Ctrl-C stops it). Open it in a browser, or:\n"
-        f"  curl --data-binary @photo.jpg {server.url}/api/predict"
+        f"  curl{auth} --data-binary @photo.jpg {server.url}/api/predict"
     )
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        render.note("stopped")
+    # uvicorn stops gracefully on Ctrl-C, then raises the signal again for the caller.
+    with contextlib.suppress(KeyboardInterrupt):
+        server.run()
+    render.note("stopped")
 
 
 @command()
@@ -321,6 +292,7 @@ def check(
     undo: Annotated[
         bool, typer.Option("--undo", help="Put back every file --fix moved (and restore the manifest).")
     ] = False,
+    follow_symlinks: FollowOpt = False,
 ) -> None:
     """Find what is wrong with a dataset before training on it: layout, unreadable files, image
     quality, duplicates and leakage between splits, likely mislabelled and off-topic photos, class
@@ -342,48 +314,35 @@ def check(
         report_out=report,
         fix=fix,
         min_confidence=min_confidence,
+        follow_symlinks=follow_symlinks,
         progress=fmt is render.Format.table,
     )
     render.check_result(result, fmt)
 
 
 # ----------------------------------------------------------------------------------------------
-# collect, and the Flickr simulator (photoclass.collecting, photoclass.sim)
-
-_SEARCH, _POLITE = "Search", "Politeness"
+# collect, and the Flickr simulator
 
 
 @command()
+@config_options(CollectConfig)
 def collect(
-    classes: Annotated[list[str], typer.Argument(help="Class names; each is also the search text and tag.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Dataset folder to create or complete.")],
-    per_class: Annotated[int | None, typer.Option(help="Photos to keep per class (960).")] = None,
-    query: Annotated[
+    options: dict[str, Any],
+    classes: Annotated[
         list[str] | None,
-        typer.Option(help="CLASS=TEXT: search text for one class (repeatable).", rich_help_panel=_SEARCH),
+        typer.Argument(help="Class names; each is also the search text and tag.", show_default=False),
     ] = None,
-    tags: Annotated[
-        str | None,
-        typer.Option(help='Required tags, comma list (the class); "" for none.', rich_help_panel=_SEARCH),
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="Dataset folder to create or complete.", show_default=False),
     ] = None,
-    license: Annotated[
-        str | None,
-        typer.Option(help='License ids or names: "4,5,9", "CC BY 2.0" (all).', rich_help_panel=_SEARCH),
-    ] = None,
-    size: Annotated[
-        str | None,
-        typer.Option(help="c (800 px), z (640), l (1024), m (500) ... (c).", rich_help_panel=_SEARCH),
-    ] = None,
-    split: Annotated[str | None, typer.Option(help="train,val,test shares (0.8,0.1,0.1).")] = None,
-    test_per_class: Annotated[int | None, typer.Option(help="This many test photos per class.")] = None,
-    seed: Annotated[int | None, typer.Option(help="Split seed: same photos and seed, same split.")] = None,
-    concurrency: Annotated[
-        int | None, typer.Option(help="Simultaneous downloads (32).", rich_help_panel=_POLITE)
-    ] = None,
-    rate: Annotated[
-        float | None, typer.Option(help="Image requests per second per host (500).", rich_help_panel=_POLITE)
-    ] = None,
-    api_url: Annotated[str | None, typer.Option(help="Flickr REST endpoint (a `photoclass sim`).")] = None,
+    check_key: Annotated[
+        bool,
+        typer.Option(
+            "--check-key",
+            help="Only check the key against the API: flickr.test.echo and one search page (no download).",
+        ),
+    ] = False,
     config: ConfigOpt = None,
 ) -> None:
     """Search Flickr for each class; download, check, de-duplicate and split the photos into
@@ -392,35 +351,22 @@ def collect(
 
     Example: photoclass collect cat owl --out data/cats-owls --per-class 960
     """
-    from photoclass.collecting import collect as collect_photos
-    from photoclass.collecting.flickr import find_api_key
-    from photoclass.config import CollectConfig
+    from photoclass import api
 
-    if query and not all("=" in q for q in query):
-        raise PhotoclassError("--query takes CLASS=TEXT, e.g. --query owl='owl bird'")
-    overrides = {
-        "classes": list(classes),
-        "queries": dict(q.split("=", 1) for q in query) if query else None,
-        "split": [float(x) for x in split.split(",")] if split else None,
-        "per_class": per_class,
-        "tags": tags,
-        "license": license,
-        "size": size,
-        "test_per_class": test_per_class,
-        "seed": seed,
-        "concurrency": concurrency,
-        "rate": rate,
-        "api_url": api_url,
-    }
-    cfg = load(CollectConfig, config, "collect", overrides)
-    collect_photos(cfg, out, find_api_key(config))
+    cfg = load(CollectConfig, config, "collect", {**options, "classes": list(classes or [])})
+    if check_key:
+        render.key_check(api.check_key((classes or ["cat"])[0], config=cfg, config_file=config))
+        return
+    if out is None or not classes:
+        raise typer.BadParameter("give the classes and --out (or --check-key alone)", param_hint="'--out'")
+    render.collect_summary(api.collect(classes, out, cfg, config_file=config, progress=RichProgress()))
 
 
 sim_app = typer.Typer(help="A local Flickr simulator: try `collect` with no key and no network.")
 app.add_typer(sim_app, name="sim")
 
 
-@sim_app.command("serve")
+@command("serve", group=sim_app)
 def sim_serve(
     port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 8765,
     classes: Annotated[str, typer.Option(help="Comma-separated class names.")] = "cat,owl",
@@ -431,9 +377,9 @@ def sim_serve(
 
     Example: photoclass sim serve --classes cat,owl
     """
-    from photoclass.sim import SimServer
+    from photoclass import api
 
-    sim = SimServer(tuple(classes.split(",")), photos_per_class, port=port, seed=seed)
+    sim = api.simulator(classes.split(","), photos_per_class, port=port, seed=seed)
     render.note(
         f"Flickr simulator at {sim.api_url} (Ctrl-C stops it). In another shell:\n"
         f"  FLICKR_API_KEY={sim.api_key} photoclass collect {classes.replace(',', ' ')} "
@@ -446,22 +392,19 @@ def sim_serve(
 
 
 # ----------------------------------------------------------------------------------------------
-# The whole pipeline: the tutorial in one command, and its offline demo (photoclass.pipeline)
+# The whole pipeline: the tutorial in one command, and its offline demo
 
 
 @command()
+@config_options(CollectConfig, only=("per_class",), into="collect_options")
+@config_options(TrainConfig, only=("model", "epochs"), into="train_options")
 def run(
     classes: Annotated[list[str], typer.Argument(help="Class names to collect and learn, e.g. cat owl.")],
     out: Annotated[
         Path, typer.Option("--out", "-o", help="Folder for data/, model/, metrics.json, report.html.")
     ],
-    per_class: Annotated[
-        int | None, typer.Option(help="Photos to collect per class (960, as the tutorial).")
-    ] = None,
-    model: Annotated[
-        str | None, typer.Option(help="Model to train (efficientnet-lite0; seed-cnn = the tutorial's).")
-    ] = None,
-    epochs: Annotated[int | None, typer.Option(help="Training epochs [model default].")] = None,
+    collect_options: dict[str, Any],
+    train_options: dict[str, Any],
     simulator: Annotated[
         bool, typer.Option("--simulator", help="Use a local Flickr simulator: no key, no network.")
     ] = False,
@@ -469,7 +412,7 @@ def run(
         bool, typer.Option("--clean", help="Quarantine what `check` flags with confidence before training.")
     ] = False,
     config: Annotated[
-        Path | None, typer.Option("--config", "-c", help="TOML file with [collect] and [train] tables.")
+        Path | None, typer.Option("--config", "-c", help="TOML file with \\[collect] and \\[train] tables.")
     ] = None,
 ) -> None:
     """The reference tutorial in one command: collect photos from Flickr, check them, train,
@@ -477,21 +420,20 @@ def run(
 
     Example: FLICKR_API_KEY=... photoclass run cat owl --out runs/cats-owls
     """
-    from photoclass.collecting.flickr import find_api_key
-    from photoclass.config import CollectConfig
-    from photoclass.pipeline import run as run_pipeline
+    from photoclass import api
 
-    collect_cfg = load(CollectConfig, config, "collect", {"classes": list(classes), "per_class": per_class})
-    train_cfg = load(TrainConfig, config, "train", {"model": model, "epochs": epochs})
-    if simulator:
-        from photoclass.sim import SimServer
-
-        with SimServer(tuple(collect_cfg.classes), 2 * collect_cfg.per_class) as sim:
-            cfg = dataclasses.replace(collect_cfg, api_url=sim.api_url)
-            summary = run_pipeline(out, cfg, sim.api_key, train_cfg, clean=clean, progress=RichProgress())
-    else:
-        key = find_api_key(config)
-        summary = run_pipeline(out, collect_cfg, key, train_cfg, clean=clean, progress=RichProgress())
+    collect_cfg = load(CollectConfig, config, "collect", {**collect_options, "classes": list(classes)})
+    train_cfg = load(TrainConfig, config, "train", train_options)
+    summary = api.run(
+        classes,
+        out,
+        collect_cfg,
+        train_cfg,
+        simulator=simulator,
+        clean=clean,
+        config_file=config,
+        progress=RichProgress(),
+    )
     render.run_summary(summary)
 
 
@@ -506,9 +448,9 @@ def demo(
 
     Example: photoclass demo --out /tmp/photoclass-demo
     """
-    from photoclass.pipeline import demo as run_demo
+    from photoclass import api
 
-    render.run_summary(run_demo(out, progress=RichProgress()))
+    render.run_summary(api.demo(out, progress=RichProgress()))
 
 
 @app.callback()

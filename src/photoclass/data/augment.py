@@ -12,25 +12,27 @@ import torch
 from PIL import Image
 from torchvision.transforms import v2
 
-from photoclass.config import Recipe
+from photoclass.config import TrainConfig
 
 
-def create_augmentation(recipe: Recipe) -> v2.Compose:
-    """Each augmentation whose knob is set in `recipe`, in order, on a PIL image already at the
+def create_augmentation(cfg: TrainConfig) -> v2.Compose:
+    """Each augmentation whose knob is set in the resolved `cfg`, in order, on a PIL image already at the
     model's size (from the cache), ending in a uint8 CHW tensor. PIL images, not tensors,
     because PIL's affine and resize kernels are 1.5-3.7x faster than torchvision's tensor
     ones at these sizes, and the workers share the CPU with training."""
     steps: list[v2.Transform] = []
-    if recipe.crop_scale < 1:
-        steps.append(v2.RandomResizedCrop(recipe.image_size, scale=(recipe.crop_scale, 1.0), antialias=True))
-    if recipe.zoom or recipe.shear or recipe.rotate:
-        zoom = (1 - recipe.zoom, 1 + recipe.zoom) if recipe.zoom else None
-        steps.append(v2.RandomAffine(degrees=recipe.rotate, scale=zoom, shear=recipe.shear))
-    if recipe.hflip:
-        steps.append(v2.RandomHorizontalFlip(recipe.hflip))
-    if recipe.color_jitter:
-        cj = recipe.color_jitter
+    if cfg.crop_scale < 1:
+        steps.append(v2.RandomResizedCrop(cfg.image_size, scale=(cfg.crop_scale, 1.0), antialias=True))
+    if cfg.zoom or cfg.shear or cfg.rotate:
+        zoom = (1 - cfg.zoom, 1 + cfg.zoom) if cfg.zoom else None
+        steps.append(v2.RandomAffine(degrees=cfg.rotate, scale=zoom, shear=cfg.shear))
+    if cfg.hflip:
+        steps.append(v2.RandomHorizontalFlip(cfg.hflip))
+    if cfg.color_jitter:
+        cj = cfg.color_jitter
         steps.append(v2.ColorJitter(brightness=cj, contrast=cj, saturation=cj))
+    if cfg.grayscale:
+        steps.append(v2.RandomGrayscale(cfg.grayscale))
     return v2.Compose([*steps, v2.PILToTensor()])
 
 
@@ -48,10 +50,17 @@ class CachedImages(torch.utils.data.Dataset):
 
 
 def loader(
-    dataset: CachedImages, batch_size: int, *, shuffle: bool, seed: int = 0, workers: int = 0
+    dataset: CachedImages,
+    batch_size: int,
+    *,
+    shuffle: bool,
+    seed: int = 0,
+    workers: int = 0,
+    pin_memory: bool = False,
 ) -> torch.utils.data.DataLoader:
     """A DataLoader whose order and augmentation depend only on `seed`, so an epoch replayed
-    after a resume sees exactly the batches it saw the first time."""
+    after a resume sees exactly the batches it saw the first time. `pin_memory` for a GPU:
+    page-locked batches copy to it while it computes."""
     generator = torch.Generator().manual_seed(seed)
     return torch.utils.data.DataLoader(
         dataset,
@@ -59,4 +68,5 @@ def loader(
         shuffle=shuffle,
         generator=generator,
         num_workers=workers,
+        pin_memory=pin_memory,
     )

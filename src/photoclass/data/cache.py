@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from photoclass.data.decode import try_decode
+from photoclass.files import atomic_write
 from photoclass.progress import NO_PROGRESS, Progress
 
 
@@ -74,10 +75,10 @@ def decode_all(
 
     images, ok, skipped = _decode_parallel(paths, size, workers, progress)
     if use_cache:
-        _save(array_path, images)
-        tmp_meta = meta_path.with_suffix(f".{os.getpid()}.part")
-        tmp_meta.write_text(json.dumps({"ok": ok, "skipped": skipped}))
-        os.replace(tmp_meta, meta_path)
+        folder.mkdir(parents=True, exist_ok=True)
+        # The array first: a cache entry counts only once its JSON exists.
+        atomic_write(array_path, lambda tmp: _save_array(tmp, images))
+        atomic_write(meta_path, json.dumps({"ok": ok, "skipped": skipped}))
         evict(folder, keep=array_path)
         images = np.load(array_path, mmap_mode="r")
     return Decoded(images, ok, skipped)
@@ -93,17 +94,15 @@ def derived(paths: Sequence[Path], size: int, name: str, compute: Callable[[], n
         os.utime(path)  # recently used: evicted last
         return np.load(path)
     array = compute()
-    _save(path, array)
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, lambda tmp: _save_array(tmp, array))
     evict(folder, keep=path)
     return array
 
 
-def _save(path: Path, array: np.ndarray) -> None:
-    """Write under a temporary name, then rename: a killed run never leaves a half array."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.stem}.{os.getpid()}.part.npy")
-    np.save(tmp, array)
-    os.replace(tmp, path)
+def _save_array(path: Path, images: np.ndarray) -> None:
+    with open(path, "wb") as out:  # a file object: given a name, `np.save` would append ".npy"
+        np.save(out, images)
 
 
 def evict(folder: Path, keep: Path, limit_gb: float | None = None) -> list[Path]:

@@ -27,7 +27,8 @@ class Normalize:
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         # Reordering the uint8 batch costs a quarter of reordering the float one.
         x = x.contiguous(memory_format=torch.channels_last)
-        return torch.addcmul(self.shift, x.float(), self.scale).contiguous(memory_format=torch.channels_last)
+        shift, scale = self.shift.to(x.device), self.scale.to(x.device)  # no copy on the CPU
+        return torch.addcmul(shift, x.float(), scale).contiguous(memory_format=torch.channels_last)
 
     def __repr__(self) -> str:
         return f"Normalize(mean={self.mean}, std={self.std})"

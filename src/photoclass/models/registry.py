@@ -3,13 +3,14 @@ kebab-case name, with the recipe (training defaults) and preprocessing that go w
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import dataclasses
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
-from torch import nn
-
-from photoclass.config import Recipe
+from photoclass.config import TrainConfig
 from photoclass.errors import ConfigError
+from photoclass.models.classifier import ImageClassifier
 
 
 @dataclass(frozen=True)
@@ -19,24 +20,44 @@ class ModelCfg:
     mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
     std: tuple[float, float, float] = (1.0, 1.0, 1.0)
     pretrained: bool = False
+    # Whether bf16 mixed precision pays on a CPU that computes bf16 natively: it does for the
+    # plain convolutions of seed-cnn and small-cnn (~1.7x), not for EfficientNet-Lite0's
+    # depthwise ones (measured no faster), which "auto" precision then leaves in fp32.
+    cpu_bf16: bool = True
 
 
 @dataclass(frozen=True)
 class ModelEntry:
     name: str
-    build: Callable[..., nn.Module]  # build(num_classes, image_size, pretrained) -> nn.Module
-    recipe: Recipe
+    build: Callable[..., ImageClassifier]  # build(num_classes, image_size, pretrained)
+    recipe: Mapping[str, Any]  # values for TrainConfig's recipe options (`photoclass.config.recipe`)
     cfg: ModelCfg
     summary: str
+
+    def resolve(self, config: TrainConfig) -> TrainConfig:
+        """`config` with every unset option from this model's recipe, and "auto" precision
+        settled for the device it names."""
+        cfg = config.resolve(self.recipe)
+        if cfg.precision == "auto":
+            from photoclass.runtime import Compute
+
+            cfg = dataclasses.replace(
+                cfg, precision=Compute.create(cfg.device, "auto", cpu_bf16=self.cfg.cpu_bf16).precision
+            )
+        return cfg
+
+    def defaults(self) -> TrainConfig:
+        """Every training option this model trains with when the user sets none."""
+        return self.resolve(TrainConfig(model=self.name))
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
 
 
-def register_model(name: str, recipe: Recipe, cfg: ModelCfg, summary: str):
+def register_model(name: str, recipe: Mapping[str, Any], cfg: ModelCfg, summary: str):
     """Decorator: file a builder under `name`."""
 
-    def wrap(build: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+    def wrap(build: Callable[..., ImageClassifier]) -> Callable[..., ImageClassifier]:
         _REGISTRY[name] = ModelEntry(name, build, recipe, cfg, summary)
         return build
 
@@ -53,7 +74,7 @@ def get_model_entry(name: str) -> ModelEntry:
     return _REGISTRY[name]
 
 
-def create_model(name: str, num_classes: int, image_size: int, pretrained: bool = True) -> nn.Module:
+def create_model(name: str, num_classes: int, image_size: int, pretrained: bool = True) -> ImageClassifier:
     """Build a registered model with a `num_classes`-way head.
 
     `pretrained=False` skips loading ImageNet weights (used when a bundle's own weights are

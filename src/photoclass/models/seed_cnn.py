@@ -18,12 +18,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from photoclass.config import Recipe
+from photoclass.config import recipe
+from photoclass.models.classifier import ImageClassifier
 from photoclass.models.heads import classifier
 from photoclass.models.registry import ModelCfg, register_model
 
 # The tutorial's values: the one place they are written down.
-REFERENCE = Recipe(
+REFERENCE = recipe(
     image_size=300,
     batch_size=5,
     epochs=5,
@@ -56,17 +57,17 @@ class Float32Linear(nn.Linear):
     cfg=ModelCfg(),  # rescale 1/255 only
     summary="the reference tutorial's CNN and recipe (300 px, RMSprop, batch 5, 5 epochs)",
 )
-def seed_cnn(num_classes: int, image_size: int, pretrained: bool = False) -> nn.Module:
+def seed_cnn(num_classes: int, image_size: int, pretrained: bool = False) -> ImageClassifier:
     side = image_size
     for _ in range(3):  # each 3x3 valid conv loses 2 pixels, each pool halves
         side = (side - 2) // 2
-    return nn.Sequential(
-        *_conv(3, 32),
-        *_conv(32, 64),
-        *_conv(64, 128),
+    convs = [*_conv(3, 32), *_conv(32, 64), *_conv(64, 128)]
+    return ImageClassifier(
+        *convs,
         nn.Flatten(),
         Float32Linear(128 * side * side, 64),
         nn.ReLU(inplace=True),
         nn.Dropout(0.5),
         classifier(64, num_classes),
+        features=len(convs),
     )

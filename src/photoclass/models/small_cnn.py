@@ -11,11 +11,12 @@ from __future__ import annotations
 
 from torch import nn
 
-from photoclass.config import Recipe
+from photoclass.config import recipe
+from photoclass.models.classifier import ImageClassifier
 from photoclass.models.heads import classifier
 from photoclass.models.registry import ModelCfg, register_model
 
-RECIPE = Recipe(
+RECIPE = recipe(
     image_size=128,  # 300 px buys nothing here and costs 5x the compute
     batch_size=32,
     epochs=30,
@@ -47,15 +48,16 @@ def _block(cin: int, cout: int) -> nn.Sequential:
     cfg=ModelCfg(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225)),
     summary="a modern CNN trained from scratch (batch norm, global average pooling, AdamW)",
 )
-def small_cnn(num_classes: int, image_size: int, pretrained: bool = False) -> nn.Module:
+def small_cnn(num_classes: int, image_size: int, pretrained: bool = False) -> ImageClassifier:
     stages, cin = [], 3
     for width in WIDTHS:
         stages.append(_block(cin, width))
         cin = width
-    return nn.Sequential(
+    return ImageClassifier(
         *stages,
         nn.AdaptiveAvgPool2d(1),
         nn.Flatten(),
         nn.Dropout(0.2),
         classifier(cin, num_classes),
+        features=len(stages),
     )

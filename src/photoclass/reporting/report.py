@@ -15,10 +15,12 @@ from typing import Any
 
 import numpy as np
 
-from photoclass.bundle import Bundle, atomic_write
+from photoclass.bundle import Bundle
 from photoclass.data.decode import decode_image
+from photoclass.evaluation.calibration import expected_calibration_error, nll, reliability, softmax
 from photoclass.evaluation.evaluate import Evaluation
 from photoclass.evaluation.metrics import headline
+from photoclass.files import atomic_write
 from photoclass.reporting import page, plots
 from photoclass.reporting.gradcam import grad_cam, overlay
 from photoclass.reporting.page import THUMB, Section
@@ -39,6 +41,7 @@ def write_report(bundle: Bundle, evaluation: Evaluation, out: Path, *, data_dir:
         confusion_section(metrics),
         per_class_section(metrics),
         roc_section(metrics),
+        calibration_section(bundle, evaluation),
         mistakes_section(evaluation),
         gradcam_section(bundle, evaluation),
         skipped_section(evaluation.skipped, meta.get("skipped", [])),
@@ -157,6 +160,49 @@ def roc_section(metrics: dict[str, Any]) -> Section | None:
         + page.img(plots.roc_curve(curve["fpr"], curve["tpr"], auc, positive), "ROC curve")
     )
     return Section("roc", "ROC curve", body)
+
+
+def calibration_section(bundle: Bundle, evaluation: Evaluation) -> Section | None:
+    """Do the probabilities mean what they say? The reliability diagram and the expected
+    calibration error, before and after the bundle's temperature."""
+    if evaluation.logits is None or not len(evaluation.labels):
+        return None
+    labels, temperature = evaluation.labels, bundle.temperature
+    before = softmax(evaluation.logits)
+    after = softmax(evaluation.logits, temperature)
+    ece_before = expected_calibration_error(labels, before)
+    ece_after = expected_calibration_error(labels, after)
+    if "temperature" in bundle.meta:
+        how = (
+            f"Probabilities are the logits divided by a temperature of {temperature:.2f}, fitted on "
+            "the validation photos, then softmax."
+        )
+    else:
+        how = "This bundle predates calibration: its probabilities are uncalibrated (temperature 1)."
+    curves = {"before (T = 1)": reliability(labels, before)}
+    if "temperature" in bundle.meta:
+        curves[f"after (T = {temperature:.2f})"] = reliability(labels, after)
+    body = (
+        page.note(
+            f"{how} Among photos given 90% confidence, a calibrated model is right 90% of the time. "
+            "The expected calibration error (ECE) is the gap between confidence and accuracy, averaged "
+            "over confidence bins weighted by their photos (0 is perfect)."
+        )
+        + page.table(
+            ("probabilities", "ECE", "log-loss"),
+            [
+                ("before calibration", f"{ece_before:.3f}", f"{nll(evaluation.logits, labels):.3f}"),
+                (
+                    "after calibration",
+                    f"{ece_after:.3f}",
+                    f"{nll(evaluation.logits, labels, temperature):.3f}",
+                ),
+            ],
+            id="calibration-table",
+        )
+        + page.img(plots.reliability_diagram(curves), "reliability diagram: accuracy against confidence")
+    )
+    return Section("calibration", "Calibration", body)
 
 
 def _caption(evaluation: Evaluation, i: int) -> str:

@@ -1,7 +1,7 @@
 """Known problems put into a dataset folder, so that `photoclass check` can be measured
 against the truth: labels flipped, off-topic photos added, training photos copied into a later
-split. For tests and benchmarks, on a throw-away copy (a tree of symbolic links is enough:
-flipping moves a link, adding writes a link or a new file, nothing is changed in place).
+split. For tests and benchmarks, on a throw-away copy of the dataset (photos added from elsewhere
+are copied in: a link leading outside the folder is not read unless `follow_symlinks=True`).
 
     >>> truth = inject(Path("/tmp/noisy"), flip=0.05, strays=eagles, drawn=20, leak=0.01)  # doctest: +SKIP
     >>> truth.expected()["mislabelled"]                                                      # doctest: +SKIP
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,7 +78,7 @@ def inject(
 
     for stray in strays:
         target = _free(place() / Path(stray).name)
-        target.symlink_to(Path(stray).resolve())
+        shutil.copyfile(stray, target)
         done.strays.add(target)
     for i in range(drawn):
         target = _free(place() / f"drawing-{seed}-{i}.jpg")
@@ -91,7 +92,7 @@ def inject(
         target = _free(root / into / path.parent.name / path.name)
         target.parent.mkdir(parents=True, exist_ok=True)
         if n % 2 == 0:
-            target.symlink_to(path.resolve())
+            shutil.copyfile(path, target)
         else:
             with Image.open(path) as img:
                 smaller = img.convert("RGB").resize((round(img.width * 0.9), round(img.height * 0.9)))

@@ -1,6 +1,7 @@
-"""Training, top to bottom: scan the folder, decode every photo once, build the model, train
-(a linear probe on frozen features first, for pretrained models), validate every epoch, stop
-early on validation loss, keep the best weights, checkpoint every epoch, write the bundle.
+"""Training, top to bottom: choose the device and arithmetic, scan the folder, decode every
+photo once, build the model, run its phases (a probe on frozen features for pretrained models,
+then training with augmentation), validate every epoch, stop early on validation loss, keep
+the best weights, checkpoint every epoch, write the bundle.
 
     photoclass train data/cats-owls --out models/cats-owls
     photoclass train data/cats-owls --out models/ref --model seed-cnn      # the tutorial
@@ -11,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,24 +20,27 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from photoclass.bundle import META, WEIGHTS, save_bundle, state_tensors
-from photoclass.config import ResolvedTrainConfig, TrainConfig
-from photoclass.data.augment import CachedImages, create_augmentation, loader
-from photoclass.data.cache import decode_all
+from photoclass.config import TrainConfig
+from photoclass.data.cache import Decoded, decode_all
 from photoclass.data.folder import Sample, scan_dataset, stratified_split
 from photoclass.data.preprocess import Normalize
-from photoclass.errors import ConfigError, DatasetError
+from photoclass.errors import ConfigError, DatasetError, OutputExistsError
+from photoclass.evaluation.calibration import expected_calibration_error, fit_temperature, softmax
 from photoclass.evaluation.metrics import compute_metrics, headline
-from photoclass.models import create_model, get_model_entry
-from photoclass.prediction.inference import logits_for, mixed_precision, probabilities
+from photoclass.models import ImageClassifier, create_model, get_model_entry
+from photoclass.prediction.novelty import fit_novelty, pre_logits
 from photoclass.progress import NO_PROGRESS, Progress
+from photoclass.runtime import Compute
 from photoclass.training.checkpoint import NAME as CHECKPOINT
-from photoclass.training.checkpoint import TrainState, load_checkpoint, save_checkpoint
-from photoclass.training.optim import create_optimizer, lr_at
+from photoclass.training.checkpoint import TrainState, load_checkpoint, run_state, save_checkpoint
+from photoclass.training.phases import Phase, Split, probe_phase, train_phase, train_step
+from photoclass.training.prior import blend, find_prior, record
+from photoclass.training.prior import good_enough as prior_good_enough
 
 log = logging.getLogger(__name__)
+LOG_EVERY = 10  # steps between reads of the running loss (each read waits for a GPU)
 
 
 @dataclass
@@ -52,15 +55,6 @@ class TrainResult:
         return self.meta["validation"]
 
 
-@dataclass
-class Split:
-    """Decoded photos of one split: pixels, labels and the files they came from."""
-
-    images: np.ndarray
-    labels: np.ndarray
-    paths: list[str]
-
-
 def train(
     data: Path,
     out: Path,
@@ -68,6 +62,7 @@ def train(
     *,
     resume: bool = False,
     overwrite: bool = False,
+    follow_symlinks: bool = False,
     progress: Progress = NO_PROGRESS,
 ) -> TrainResult:
     """Train a classifier on `data/train/<class>/` and write the bundle to `out`.
@@ -76,14 +71,16 @@ def train(
     Example: `photoclass.train("data/cats-owls", "models/co", TrainConfig(model="small-cnn"))`.
     """
     started = time.perf_counter()
-    config = config or TrainConfig()
-    entry = get_model_entry(config.model)
-    cfg = config.resolve(entry.recipe)
+
+    # -- the run: every option settled, the device and arithmetic chosen once --------------
+    entry = get_model_entry((config or TrainConfig()).model)
+    cfg = entry.resolve(config or TrainConfig())
+    compute = Compute.create(cfg.device, cfg.precision)
     out = Path(out)
     _check_out(out, resume, overwrite)
 
     # -- data: scan, split, decode each photo exactly once ---------------------------------
-    dataset = scan_dataset(Path(data))
+    dataset = scan_dataset(Path(data), follow_symlinks=follow_symlinks)
     classes = dataset.classes
     train_samples, val_samples, val_source = _train_val(dataset.train, dataset.val, cfg)
     decoded = decode_all([s.path for s in train_samples + val_samples], cfg.image_size, progress=progress)
@@ -101,134 +98,145 @@ def train(
 
     # -- model and state (fresh, or from the last checkpoint) ------------------------------
     torch.manual_seed(cfg.seed)
-    model = create_model(cfg.model, len(classes), cfg.image_size).to(memory_format=torch.channels_last)
+    model = create_model(cfg.model, len(classes), cfg.image_size).to(
+        compute.device, memory_format=torch.channels_last
+    )
+    normalize = Normalize(entry.cfg.mean, entry.cfg.std)
     run_id = {"config": cfg.to_dict(), "data": _fingerprint(train_split, val_split, classes)}
     state, best, optimizer_state = TrainState(), state_tensors(model), None
-    best_logits: torch.Tensor | None = None  # validation logits of `best`
     if resume and (out / CHECKPOINT).exists():
         ckpt = load_checkpoint(out / CHECKPOINT)
         if ckpt.run != run_id:
             raise ConfigError(
                 f"the checkpoint in {out} was made with other options or data; rerun with the "
-                "same options, or drop --resume (and pass --overwrite) to start over"
+                "same options, or start over with `overwrite=True` and without `resume`"
             )
-        state, best, optimizer_state, best_logits = ckpt.state, ckpt.best, ckpt.optimizer, ckpt.best_logits
+        state, best, optimizer_state = ckpt.state, ckpt.best, ckpt.optimizer
         model.load_state_dict(ckpt.model)
         log.info("resuming %s after %d finished epoch(s)", out, len(state.history))
-    if not cfg.probe_epochs and state.phase == "probe":
-        state.phase = "train"
-    weights = _class_weights(train_split.labels, len(classes)) if cfg.balance else None
-    normalize = Normalize(entry.cfg.mean, entry.cfg.std)
+    weights = _class_weights(train_split.labels, len(classes), compute) if cfg.balance else None
     out.mkdir(parents=True, exist_ok=True)
+    earlier_seconds = state.seconds  # spent by the runs this one resumes
 
-    def checkpoint(optimizer: torch.optim.Optimizer | None) -> None:
-        save_checkpoint(out / CHECKPOINT, state, state_tensors(model), best, optimizer, run_id, best_logits)
+    def checkpoint(phase: Phase) -> None:
+        state.seconds = earlier_seconds + time.perf_counter() - started
+        save_checkpoint(out / CHECKPOINT, state, state_tensors(model), best, phase.optimizer, run_id)
 
-    def record(row: dict[str, Any], current: dict[str, torch.Tensor], logits: torch.Tensor) -> bool:
-        """Append an epoch's metrics; track the best weights; True when it is time to stop."""
-        nonlocal best, best_logits
-        state.history.append(row)
-        if row["val_loss"] < state.best_loss - 1e-4:
-            state.best_loss, state.best_epoch, state.bad_epochs = (
-                row["val_loss"],
-                len(state.history) - 1,
-                0,
-            )
-            best, best_logits = {k: v.clone() for k, v in current.items()}, logits
-        else:
-            state.bad_epochs += 1
-        return state.bad_epochs >= cfg.patience
-
-    # -- phase 1 (pretrained models): a new head on features computed once -----------------
-    # The frozen backbone gives the same features every epoch, so they are computed once and
-    # the head trains on them in a fraction of a second per epoch.
-    if state.phase == "probe":
-        body, head = model[:-1], model[-1]
-        feats = [
-            logits_for(
-                body.eval(),
-                s.images,
-                normalize,
-                precision=cfg.precision,
-                progress=progress,
-                description=f"features ({name})",
-            )
-            for name, s in (("train", train_split), ("val", val_split))
-        ]
-        head_opt = torch.optim.AdamW(head.parameters(), lr=cfg.probe_lr, weight_decay=cfg.weight_decay)
-        for epoch in range(cfg.probe_epochs):  # no early stop: an epoch costs milliseconds
-            row, logits = _probe_epoch(head, head_opt, feats, train_split, val_split, cfg, epoch, weights)
-            record({"phase": "probe", "epoch": epoch + 1, **row}, state_tensors(model), logits)
-        state.phase, state.epoch, state.bad_epochs = "train", 0, 0
+    # -- the phases: a probe on frozen features (pretrained models), then training ---------
+    # Each is built when it is reached (the probe's features cost a pass over the data), and
+    # a resumed run skips the phases it had finished.
+    builders = {
+        "probe": lambda: probe_phase(model, train_split, val_split, normalize, cfg, compute, progress),
+        "train": lambda: train_phase(
+            model, train_split, val_split, normalize, cfg, compute, entry.cfg.pretrained
+        ),
+    }
+    names = [n for n in builders if n != "probe" or (entry.cfg.pretrained and cfg.probe_epochs)]
+    if state.phase not in names:  # a fresh run
+        state.phase = names[0]
+    scaler = compute.grad_scaler()
+    features = None  # pre-logits of (train, val) computed by the probe, while the backbone is frozen
+    for i, name in enumerate(names[names.index(state.phase) :], start=names.index(state.phase)):
+        phase = builders[name]()
+        features = phase.features or features
+        if optimizer_state is not None and state.epoch > 0:
+            phase.optimizer.load_state_dict(optimizer_state)
+        while state.epoch < phase.epochs and not state.stopped_early:
+            # -- one epoch ----------------------------------------------------------------
+            tick, title = time.perf_counter(), f"{name} epoch {state.epoch + 1}/{phase.epochs}"
+            batches = phase.batches(state.epoch)
+            phase.begin_epoch()
+            loss_sum = hits = torch.zeros((), device=compute.device)
+            seen = 0
+            with progress.task(title, phase.size) as bar:
+                for k, batch in enumerate(batches):
+                    lr = phase.lr(state.step)
+                    loss, logits = train_step(phase, batch, scaler, lr=lr, weights=weights)
+                    state.step += 1
+                    n = len(batch[1])
+                    seen += n
+                    loss_sum = loss_sum + loss * n
+                    hits = hits + (logits.argmax(1) == compute.to_device(batch[1])).sum()
+                    info = None
+                    if k % LOG_EVERY == 0:
+                        speed = seen / (time.perf_counter() - tick)
+                        info = f"loss {loss_sum.item() / seen:.3f} acc {hits.item() / seen:.1%} {speed:.0f} img/s"
+                    bar.advance(n, info=info)
+            # -- validate, keep the best, checkpoint ------------------------------------------
+            val_logits = phase.validate()
+            row = {
+                "phase": name,
+                "epoch": state.epoch + 1,
+                "train_loss": loss_sum.item() / seen,
+                "train_acc": hits.item() / seen,
+                **_scores(val_logits, torch.from_numpy(val_split.labels), weights),
+                "lr": lr,
+                "seconds": time.perf_counter() - tick,
+            }
+            state.history.append(row)
+            if row["val_loss"] < state.best_loss - 1e-4:
+                state.best_loss, state.best_epoch, state.bad_epochs = (
+                    row["val_loss"],
+                    len(state.history) - 1,
+                    0,
+                )
+                best = {k: v.clone() for k, v in state_tensors(model).items()}
+            else:
+                state.bad_epochs += 1
+            state.epoch += 1
+            stop = phase.patience is not None and state.bad_epochs >= phase.patience
+            state.stopped_early = stop and state.epoch < phase.epochs
+            if name != "probe":  # the probe's epochs take milliseconds: its best is logged below
+                log.info(_epoch_line(row, title))
+            checkpoint(phase)
+        # The next phase starts from this one's best weights, with its own epochs, steps and
+        # early-stopping count (and a resume after this point starts there).
         model.load_state_dict(best)
-        log.info(_epoch_line(state.history[state.best_epoch or 0], "probe (best)"))
-        checkpoint(None)
+        if name == "probe":
+            log.info(_epoch_line(state.history[state.best_epoch or 0], "probe (best)"))
+        if i + 1 < len(names):
+            state.phase, state.epoch, state.step, state.bad_epochs, state.stopped_early = (
+                names[i + 1],
+                0,
+                0,
+                0,
+                False,
+            )
+            optimizer_state = None
+            checkpoint(phase)
 
-    # -- phase 2: train (from scratch) or fine-tune the last blocks, with augmentation -----
-    start = model.finetune_start(cfg.unfreeze) if entry.cfg.pretrained else 0
-    frozen, trainable = model[:start], model[start:]
-    frozen.requires_grad_(False)
-    params = [p for p in trainable.parameters() if p.requires_grad]
-    optimizer = create_optimizer(cfg, params)
-    if optimizer_state is not None and state.epoch > 0:
-        optimizer.load_state_dict(optimizer_state)
-    train_set = CachedImages(train_split.images, train_split.labels.tolist(), create_augmentation(cfg))
-    steps_per_epoch = math.ceil(len(train_set) / cfg.batch_size)
-    total_steps = max(1, cfg.epochs * steps_per_epoch)
-    while state.epoch < cfg.epochs and not state.stopped_early:
-        epoch_seed = cfg.seed * 100_003 + state.epoch  # the same epoch, the same randomness
-        torch.manual_seed(epoch_seed)
-        batches = loader(train_set, cfg.batch_size, shuffle=True, seed=epoch_seed, workers=cfg.workers)
-        frozen.eval()  # frozen layers keep their ImageNet batch-norm statistics
-        trainable.train()
-        if entry.cfg.pretrained:  # small fine-tuning batches would wreck them
-            trainable.apply(lambda m: m.eval() if isinstance(m, nn.modules.batchnorm._BatchNorm) else None)
-        tick, seen, loss_sum, hits = time.perf_counter(), 0, 0.0, 0
-        title = f"epoch {state.epoch + 1}/{cfg.epochs}"
-        with progress.task(title, len(train_set)) as bar:
-            for x, y in batches:
-                lr = lr_at(state.step, total_steps, cfg)
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
-                with mixed_precision(cfg.precision):
-                    with torch.no_grad():
-                        x = frozen(normalize(x))
-                    logits = trainable(x).float()
-                loss = F.cross_entropy(logits, y, weight=weights)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                state.step += 1
-                seen += len(y)
-                loss_sum += loss.item() * len(y)
-                hits += int((logits.argmax(1) == y).sum())
-                speed = seen / (time.perf_counter() - tick)
-                info = f"loss {loss_sum / seen:.3f} acc {hits / seen:.1%} {speed:.0f} img/s"
-                bar.advance(len(y), info=info)
-        val, logits = _validate(model, val_split, normalize, weights, cfg)
-        row = {
-            "phase": "train",
-            "epoch": state.epoch + 1,
-            "train_loss": loss_sum / seen,
-            "train_acc": hits / seen,
-            **val,
-            "lr": lr,
-            "seconds": time.perf_counter() - tick,
-        }
-        state.stopped_early = record(row, state_tensors(model), logits) and state.epoch + 1 < cfg.epochs
-        state.epoch += 1
-        log.info(_epoch_line(row, title))
-        checkpoint(optimizer)
+    # -- the head finished: the prior blended in, calibrated, the unknown flag set ----------
+    model.eval()
+    kept_phase = state.history[state.best_epoch]["phase"] if state.best_epoch is not None else "probe"
+    pretrained_backbone = entry.cfg.pretrained and (cfg.unfreeze == 0 or kept_phase == "probe")
+    if features is None or not pretrained_backbone:
+        features = tuple(
+            pre_logits(
+                model, split.images, normalize, compute=compute, batch_size=cfg.batch_size,
+                progress=progress, description=f"features ({split_name})",
+            )
+            for split_name, split in (("train", train_split), ("val", val_split))
+        )  # fmt: skip
+    val_labels = torch.from_numpy(val_split.labels)
+    prior = _blend_prior(model, classes, cfg, features[1], val_labels, pretrained_backbone)
+    head = model.get_classifier()
+    with torch.no_grad(), compute.autocast():  # as the whole model computes them: bit for bit
+        val_logits = head(compute.to_device(features[1])).float().cpu()
+    temperature = fit_temperature(val_logits.numpy(), val_split.labels)
+    novelty = fit_novelty(features[0], train_split.labels, features[1], rate=cfg.unknown_rate, seed=cfg.seed)
+    validation = compute_metrics(val_split.labels, softmax(val_logits.numpy(), temperature), classes)
+    log.info(
+        "calibration: temperature %.2f (validation ECE %.3f -> %.3f); unknown flag: %d-nearest-neighbour "
+        "distance > %.3f (%.0f%% of validation photos)",
+        temperature,
+        expected_calibration_error(val_split.labels, softmax(val_logits.numpy())),
+        validation["ece"],
+        novelty.k,
+        novelty.threshold,
+        100 * novelty.rate,
+    )
 
     # -- the bundle: best weights + everything needed to use and judge them ----------------
-    model.load_state_dict(best)
-    model.eval()
-    if best_logits is None:  # no epoch ran at all
-        best_logits = logits_for(
-            model, val_split.images, normalize, batch_size=cfg.batch_size, precision=cfg.precision
-        )
-    probs = probabilities(best_logits)
-    validation = compute_metrics(val_split.labels, probs, classes)
     meta = {
         "architecture": cfg.model,
         "summary": entry.summary,
@@ -236,6 +244,7 @@ def train(
         "image_size": cfg.image_size,
         "resize": "squash",
         "precision": cfg.precision,
+        "device": compute.device.type,
         "mean": list(entry.cfg.mean),
         "std": list(entry.cfg.std),
         "config": cfg.to_dict(),
@@ -249,9 +258,13 @@ def train(
         "best_epoch": state.best_epoch,
         "stopped_early": state.stopped_early,
         "validation": validation,
+        "temperature": temperature,
+        "prior": prior,
+        "novelty": novelty.meta(),
         "skipped": decoded.skipped,
-        "train_seconds": time.perf_counter() - started,
+        "train_seconds": earlier_seconds + time.perf_counter() - started,
     }
+    novelty.save(out)
     save_bundle(out, model, meta)
     (out / CHECKPOINT).unlink(missing_ok=True)
     log.info("done: validation %s; model in %s", headline(validation), out)
@@ -262,23 +275,29 @@ def train(
 
 
 def _check_out(out: Path, resume: bool, overwrite: bool) -> None:
-    finished = (out / META).exists() and not (out / CHECKPOINT).exists()
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"`out` {out} is a file; give a folder for the model")
     if overwrite:
         for name in (META, WEIGHTS, CHECKPOINT):
             (out / name).unlink(missing_ok=True)
         return
-    if finished:
-        raise ConfigError(f"{out} already holds a trained model; choose another --out or pass --overwrite")
-    if (out / CHECKPOINT).exists() and not resume:
-        raise ConfigError(
-            f"{out} holds an unfinished training run; pass --resume to continue it or --overwrite"
+    state = run_state(out)
+    if state == "finished":
+        raise OutputExistsError(
+            f"{out} already holds a trained model; choose another `out` or pass `overwrite=True`",
+            path=str(out),
+            unfinished=False,
         )
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {out} is a file; give a folder for the model")
+    if state == "unfinished" and not resume:
+        raise OutputExistsError(
+            f"{out} holds an unfinished training run; pass `resume=True` to continue it or `overwrite=True`",
+            path=str(out),
+            unfinished=True,
+        )
 
 
 def _train_val(
-    train: list[Sample], val: list[Sample] | None, cfg: ResolvedTrainConfig
+    train: list[Sample], val: list[Sample] | None, cfg: TrainConfig
 ) -> tuple[list[Sample], list[Sample], str]:
     if val:
         return train, val, "val/"
@@ -286,7 +305,7 @@ def _train_val(
     return keep, held, f"{cfg.val_fraction:.0%} of train/ (stratified, seed {cfg.seed})"
 
 
-def _split_decoded(decoded, train: list[Sample], val: list[Sample]) -> tuple[Split, Split]:
+def _split_decoded(decoded: Decoded, train: list[Sample], val: list[Sample]) -> tuple[Split, Split]:
     samples = train + val
     n_train = len(train)
     ok = np.asarray(decoded.ok, dtype=np.int64)
@@ -315,62 +334,49 @@ def _fingerprint(train: Split, val: Split, classes: list[str]) -> str:
     return digest.hexdigest()[:16]
 
 
-def _class_weights(labels: np.ndarray, k: int) -> torch.Tensor:
+def _class_weights(labels: np.ndarray, k: int, compute: Compute) -> torch.Tensor:
     counts = np.bincount(labels, minlength=k).astype(np.float64)
-    return torch.tensor(len(labels) / (k * counts), dtype=torch.float32)
-
-
-def _validate(
-    model: nn.Module,
-    split: Split,
-    normalize: Normalize,
-    weights: torch.Tensor | None,
-    cfg: ResolvedTrainConfig,
-) -> tuple[dict[str, float], torch.Tensor]:
-    """Validation loss and accuracy, and the logits they came from, in the arithmetic the
-    model will predict in. At the training batch size: as fast as larger batches on CPU,
-    and the peak memory stays that of training."""
-    model.eval()
-    logits = logits_for(model, split.images, normalize, batch_size=cfg.batch_size, precision=cfg.precision)
-    return _scores(logits, torch.from_numpy(split.labels), weights), logits
+    return compute.to_device(torch.tensor(len(labels) / (k * counts), dtype=torch.float32))
 
 
 def _scores(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor | None) -> dict[str, float]:
     return {
-        "val_loss": float(F.cross_entropy(logits, labels, weight=weights)),
+        "val_loss": float(F.cross_entropy(logits, labels, weight=None if weights is None else weights.cpu())),
         "val_acc": float((logits.argmax(1) == labels).float().mean()),
     }
 
 
-def _probe_epoch(
-    head, optimizer, feats, train: Split, val: Split, cfg, epoch: int, weights
-) -> tuple[dict[str, float], torch.Tensor]:
-    """One pass of the head over the cached training features, then its validation scores
-    and logits."""
-    f_train, f_val = feats
-    y_train, y_val = torch.from_numpy(train.labels), torch.from_numpy(val.labels)
-    order = torch.randperm(len(y_train), generator=torch.Generator().manual_seed(cfg.seed * 100_003 + epoch))
-    head.train()
-    loss_sum = hits = 0.0
-    for idx in order.split(cfg.batch_size):
-        logits = head(f_train[idx])
-        loss = F.cross_entropy(logits, y_train[idx], weight=weights)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        loss_sum += loss.item() * len(idx)
-        hits += int((logits.argmax(1) == y_train[idx]).sum())
-    head.eval()
-    with torch.no_grad():
-        val_logits = head(f_val)
-    row = {
-        "train_loss": loss_sum / len(y_train),
-        "train_acc": hits / len(y_train),
-        **_scores(val_logits, y_val, weights),
-        "lr": cfg.probe_lr,
-        "seconds": 0.0,
-    }
-    return row, val_logits
+def _blend_prior(
+    model: ImageClassifier,
+    classes: list[str],
+    cfg: TrainConfig,
+    val_features: torch.Tensor,
+    val_labels: torch.Tensor,
+    pretrained_backbone: bool,
+) -> dict[str, Any]:
+    """Blend the pretrained classifier's matching classes into the head where they help
+    (`photoclass.training.prior`); what was done, for the bundle."""
+    if not cfg.prior:
+        return record(None, 0.0, "not used (`prior=0`)")
+    prior, matched = find_prior(model, classes)
+    if prior is None:
+        log.info("no ImageNet prior: %s; the trained head is used alone", matched)
+        return record(None, 0.0, matched)
+    if not pretrained_backbone:
+        reason = (
+            "not used: the backbone was fine-tuned, and ImageNet's classifier reads the original features"
+        )
+        log.info("no ImageNet prior: %s", reason)
+        return record(prior, 0.0, f"{matched} ({reason})")
+    accuracy = prior.accuracy(val_features, val_labels)
+    if not prior_good_enough(accuracy, len(classes)):
+        log.info("ImageNet prior (%s) ignored: it scores only %.1f%% on validation", matched, 100 * accuracy)
+        return record(prior, 0.0, matched, accuracy)
+    blend(model.get_classifier(), prior, cfg.prior)
+    log.info(
+        "ImageNet prior: %s (alone %.1f%% on validation), weight %.2f", matched, 100 * accuracy, cfg.prior
+    )
+    return record(prior, cfg.prior, matched, accuracy)
 
 
 def _epoch_line(row: dict[str, Any], title: str) -> str:

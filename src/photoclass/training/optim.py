@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable
 import torch
 from torch import nn
 
-from photoclass.config import ResolvedTrainConfig
+from photoclass.config import TrainConfig
 
 
 class KerasRMSprop(torch.optim.Optimizer):
@@ -52,7 +52,7 @@ class KerasRMSprop(torch.optim.Optimizer):
         return loss
 
 
-def create_optimizer(cfg: ResolvedTrainConfig, params: list[nn.Parameter]) -> torch.optim.Optimizer:
+def create_optimizer(cfg: TrainConfig, params: list[nn.Parameter]) -> torch.optim.Optimizer:
     if cfg.optimizer == "rmsprop":
         return KerasRMSprop(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     if cfg.optimizer == "sgd":
@@ -60,7 +60,7 @@ def create_optimizer(cfg: ResolvedTrainConfig, params: list[nn.Parameter]) -> to
     return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
-def lr_at(step: int, total: int, cfg: ResolvedTrainConfig) -> float:
+def lr_at(step: int, total: int, cfg: TrainConfig) -> float:
     """The learning rate as a pure function of the step, so resuming needs no scheduler state.
     One-cycle: linear warm-up over the first 20% of steps, then cosine down to zero."""
     if cfg.scheduler == "constant":

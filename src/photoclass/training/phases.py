@@ -1,0 +1,204 @@
+"""The phases of a training run, described by data, and the one step they all take.
+
+A pretrained model first trains a new classifier on features its frozen backbone computes
+once (the probe: an epoch costs milliseconds), then fine-tunes its last blocks on augmented
+photos; a model trained from scratch has only the second phase. Each phase says what trains,
+what a batch is, how a batch becomes logits and how it is validated; `loop.train` runs any
+phase the same way, with `train_step`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from photoclass.config import TrainConfig
+from photoclass.data.augment import CachedImages, create_augmentation, loader
+from photoclass.data.preprocess import Normalize
+from photoclass.models import ImageClassifier
+from photoclass.models.classifier import PreLogits
+from photoclass.prediction.inference import logits_for
+from photoclass.progress import NO_PROGRESS, Progress
+from photoclass.runtime import Compute
+from photoclass.training.optim import create_optimizer, lr_at
+
+Batch = tuple[torch.Tensor, torch.Tensor]  # inputs, labels (on the CPU)
+
+
+@dataclass
+class Split:
+    """Decoded photos of one split: pixels, labels and the files they came from."""
+
+    images: np.ndarray
+    labels: np.ndarray
+    paths: list[str]
+
+
+@dataclass
+class Phase:
+    """One phase of training."""
+
+    name: str  # "probe" | "train": recorded in the history and the checkpoint
+    epochs: int
+    patience: int | None  # early stopping after this many epochs without progress; None: never
+    size: int  # training examples per epoch
+    optimizer: torch.optim.Optimizer
+    compute: Compute  # where and in what arithmetic the phase's steps run
+    batches: Callable[[int], Iterable[Batch]]  # epoch -> its batches, the same for the same epoch
+    forward: Callable[[torch.Tensor], torch.Tensor]  # a batch's inputs (on the device) -> logits
+    validate: Callable[[], torch.Tensor]  # -> validation logits (CPU, float32)
+    lr: Callable[[int], float]  # the phase's optimizer step -> learning rate
+    begin_epoch: Callable[[], None]  # put each module in training or evaluation mode
+    label_smoothing: float = 0.0
+    # The pre-logits of the training and validation photos, when the phase computed them
+    # (the probe): the prior, the unknown flag and calibration reuse them.
+    features: tuple[torch.Tensor, torch.Tensor] | None = None
+
+
+def train_step(
+    phase: Phase,
+    batch: Batch,
+    scaler: torch.amp.GradScaler,
+    *,
+    lr: float,
+    weights: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One optimizer step on `batch`: the forward pass in the phase's arithmetic, the loss in
+    float32, backward (scaled for fp16), step. Returns the loss and the logits, detached, on
+    the device (reading them is a sync point on a GPU: the caller does it sparingly)."""
+    x, y = (phase.compute.to_device(t) for t in batch)
+    for group in phase.optimizer.param_groups:
+        group["lr"] = lr
+    with phase.compute.autocast():
+        logits = phase.forward(x).float()
+    loss = F.cross_entropy(logits, y, weight=weights, label_smoothing=phase.label_smoothing)
+    phase.optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.step(phase.optimizer)
+    scaler.update()
+    return loss.detach(), logits.detach()
+
+
+def probe_phase(
+    model: ImageClassifier,
+    train: Split,
+    val: Split,
+    normalize: Normalize,
+    cfg: TrainConfig,
+    compute: Compute,
+    progress: Progress = NO_PROGRESS,
+) -> Phase:
+    """A new classifier trained on the frozen backbone's pooled features, computed once."""
+    model.eval()
+    backbone = PreLogits(model)
+    features = [
+        logits_for(
+            backbone,
+            split.images,
+            normalize,
+            compute=compute,
+            progress=progress,
+            description=f"features ({name})",
+        )
+        for name, split in (("train", train), ("val", val))
+    ]
+    head = model.get_classifier()
+    labels = torch.from_numpy(train.labels)
+
+    def batches(epoch: int) -> Iterable[Batch]:
+        order = torch.randperm(
+            len(labels), generator=torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
+        )
+        return ((features[0][idx], labels[idx]) for idx in order.split(cfg.batch_size))
+
+    def validate() -> torch.Tensor:
+        head.eval()
+        with torch.no_grad():
+            return head(compute.to_device(features[1])).float().cpu()
+
+    return Phase(
+        name="probe",
+        epochs=cfg.probe_epochs,
+        patience=None,
+        size=len(labels),
+        optimizer=torch.optim.AdamW(head.parameters(), lr=cfg.probe_lr, weight_decay=cfg.weight_decay),
+        # The features are float32, and a linear layer on them costs nothing: no autocast.
+        compute=Compute(compute.device, "fp32"),
+        batches=batches,
+        forward=head,
+        validate=validate,
+        lr=lambda step: cfg.probe_lr,
+        begin_epoch=head.train,
+        label_smoothing=cfg.label_smoothing,
+        features=(features[0], features[1]),
+    )
+
+
+def train_phase(
+    model: ImageClassifier,
+    train: Split,
+    val: Split,
+    normalize: Normalize,
+    cfg: TrainConfig,
+    compute: Compute,
+    pretrained: bool,
+) -> Phase:
+    """The model (from scratch), or its last `unfreeze` blocks and head (pretrained), trained
+    on augmented photos."""
+    trained = model.unfrozen(cfg.unfreeze) if pretrained else list(model)
+    trained_ids = {id(m) for m in trained}
+    model.requires_grad_(False)
+    for module in trained:
+        module.requires_grad_(True)
+    frozen = [m for m in model if id(m) not in trained_ids]
+    dataset = CachedImages(train.images, train.labels.tolist(), create_augmentation(cfg))
+    total_steps = max(1, cfg.epochs * math.ceil(len(dataset) / cfg.batch_size))
+
+    def batches(epoch: int) -> Iterable[Batch]:
+        seed = cfg.seed * 100_003 + epoch  # the same epoch, the same randomness
+        torch.manual_seed(seed)
+        return loader(
+            dataset,
+            cfg.batch_size,
+            shuffle=True,
+            seed=seed,
+            workers=cfg.workers,
+            pin_memory=compute.pin_memory,
+        )
+
+    def begin_epoch() -> None:
+        model.train()
+        for module in frozen:  # frozen layers keep their ImageNet batch-norm statistics
+            module.eval()
+        if pretrained:  # and small fine-tuning batches would wreck the trained ones' too
+            model.apply(lambda m: m.eval() if isinstance(m, nn.modules.batchnorm._BatchNorm) else None)
+
+    def validate() -> torch.Tensor:
+        # At the training batch size: as fast as larger batches on a CPU, and the peak memory
+        # stays that of training.
+        model.eval()
+        return logits_for(model, val.images, normalize, compute=compute, batch_size=cfg.batch_size)
+
+    # Frozen parameters get no gradient, so autograd records nothing before the first
+    # trained layer: the frozen part costs what inference costs.
+    params = [p for p in model.parameters() if p.requires_grad]
+    return Phase(
+        name="train",
+        epochs=cfg.epochs,
+        patience=cfg.patience,
+        size=len(dataset),
+        optimizer=create_optimizer(cfg, params),
+        compute=compute,
+        batches=batches,
+        forward=lambda x: model(normalize(x)),
+        validate=validate,
+        lr=lambda step: lr_at(step, total_steps, cfg),
+        begin_epoch=begin_epoch,
+        label_smoothing=cfg.label_smoothing,
+    )
