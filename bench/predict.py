@@ -1,4 +1,5 @@
-"""Prediction speed: cold single-photo latency of the CLI, batch throughput, serve latency.
+"""Prediction speed: cold single-photo latency of the CLI and batch throughput (serving under
+load is bench/serve.py's, which imports `batch` from here for its ceiling).
 
     python bench/predict.py --model MODEL      # an efficientnet-lite0 bundle from `photoclass train`
     python bench/predict.py                    # trains one first with the default recipe (~5 min)
@@ -14,9 +15,6 @@
    (`photoclass.predict(bundle, [val/])` in one process with the model already loaded), the
    API again with OMP_WAIT_POLICY=PASSIVE (which the CLI sets for itself). Target: >= 50
    photos/s.
-3. `photoclass serve MODEL`: time until it answers, then the latency of single-photo requests
-   (`POST /api/predict`, one at a time over one keep-alive connection, 50 validation photos of
-   both classes in turn, 2 rounds after 5 untimed ones): p50, p95, max.
 
 With no `--model`, the default recipe trains one into a temporary folder (cold decode cache).
 """
@@ -24,13 +22,9 @@ With no `--model`, the default recipe trains one into a temporary folder (cold d
 from __future__ import annotations
 
 import argparse
-import http.client
 import shlex
-import socket
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 from _common import DATA, banner, machine, median, run, table
@@ -39,6 +33,11 @@ BIN = Path(sys.executable).with_name("photoclass")
 CLI = [str(BIN)] if BIN.exists() else [sys.executable, "-m", "photoclass"]
 COLD_TARGET_S, BATCH_TARGET = 4.0, 50.0
 PASSIVE = {"OMP_WAIT_POLICY": "PASSIVE"}
+BATCH_PATHS = (
+    "CLI, whole command (startup + model load included)",
+    "API, photoclass.predict(bundle, [folder])",
+    "API, with OMP_WAIT_POLICY=PASSIVE (as the CLI)",
+)
 API_SNIPPET = """
 import sys, time, photoclass
 bundle = photoclass.load_model(sys.argv[1])
@@ -144,7 +143,8 @@ def profile(model: Path, photo: Path) -> None:
     )
 
 
-def batch(model: Path, folder: Path, runs: int) -> None:
+def batch(model: Path, folder: Path, runs: int) -> dict[str, float]:
+    """Print the table; return photos/s by path (keys are `BATCH_PATHS`)."""
     photos = sum(1 for p in folder.rglob("*") if p.is_file())
     banner(f"2. batch throughput: {photos} photos in {folder}, decoding included")
     cmd = [*CLI, "predict", str(model), str(folder), "--format", "json"]
@@ -153,11 +153,7 @@ def batch(model: Path, folder: Path, runs: int) -> None:
     # CLI runs interleaved, so load on a shared machine hits each variant alike. The CLI sets
     # OMP_WAIT_POLICY=PASSIVE itself (OpenMP's idle threads sleep instead of spinning, which
     # frees the cores for the decoding); the API leaves the environment to its caller.
-    variants = {
-        "CLI, whole command (startup + model load included)": (cmd, {}),
-        "API, photoclass.predict(bundle, [folder])": (api_cmd, {}),
-        "API, with OMP_WAIT_POLICY=PASSIVE (as the CLI)": (api_cmd, PASSIVE),
-    }
+    variants = dict(zip(BATCH_PATHS, [(cmd, {}), (api_cmd, {}), (api_cmd, PASSIVE)], strict=True))
     seconds: dict[str, list[float]] = {name: [] for name in variants}
     for _ in range(runs):
         for name, (command, env) in variants.items():
@@ -174,65 +170,7 @@ def batch(model: Path, folder: Path, runs: int) -> None:
         print(
             f"{name.split(',')[0]}: {rate:.0f} photos/s: {verdict} the >= {BATCH_TARGET:.0f} photos/s target"
         )
-
-
-def serve(model: Path, folder: Path, rounds: int = 2) -> None:
-    banner("3. photoclass serve: request latency, one photo per request")
-    with socket.socket() as free:
-        free.bind(("127.0.0.1", 0))
-        port = free.getsockname()[1]
-    cmd = [*CLI, "serve", str(model), "--port", str(port)]
-    print("$", shlex.join(["photoclass", *cmd[len(CLI) :]]))
-    photos = [p for cls in sorted(folder.iterdir()) for p in sorted(cls.iterdir())[:25]]
-    bodies = [p.read_bytes() for p in photos]
-    tick = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        conn = _connect(port, proc)
-        ready = time.perf_counter() - tick
-
-        def ask(body: bytes) -> float:
-            start = time.perf_counter()
-            conn.request("POST", "/api/predict", body=body)
-            response = conn.getresponse()
-            response.read()
-            if response.status != 200:
-                raise SystemExit(f"serve answered {response.status}")
-            return time.perf_counter() - start
-
-        for body in bodies[:5]:
-            ask(body)
-        times = sorted(ask(body) * 1000 for _ in range(rounds) for body in bodies)
-    finally:
-        proc.terminate()
-        proc.wait()
-    p50, p95 = times[len(times) // 2], times[int(0.95 * (len(times) - 1))]
-    print(
-        table(
-            ["measure", "value"],
-            [
-                ["start until the first answer, s", ready],
-                ["requests", len(times)],
-                ["p50 latency, ms", p50],
-                ["p95 latency, ms", p95],
-                ["max latency, ms", times[-1]],
-            ],
-        )
-    )
-
-
-def _connect(port: int, proc: subprocess.Popen) -> http.client.HTTPConnection:
-    """Wait until the server answers /api/info; its connection, kept alive."""
-    while True:
-        if proc.poll() is not None:
-            raise SystemExit(f"photoclass serve exited: {proc.stderr.read().decode()[-500:]}")
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-            conn.request("GET", "/api/info")
-            conn.getresponse().read()
-            return conn
-        except OSError:
-            time.sleep(0.05)
+    return {name: rate for name, _, rate in rows}
 
 
 def main() -> None:
@@ -260,7 +198,6 @@ def main() -> None:
         if args.profile or cold > COLD_TARGET_S:
             profile(model, photo)
         batch(model, DATA / "val", 1 if args.quick else 3)
-        serve(model, DATA / "val", 1 if args.quick else 2)
     print(f"\nafter: {machine()}")
 
 

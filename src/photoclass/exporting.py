@@ -24,10 +24,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from photoclass.bundle import Bundle, atomic_write
+from photoclass.bundle import Bundle
 from photoclass.data.cache import decode_all
 from photoclass.data.preprocess import Normalize
 from photoclass.errors import DatasetError, DependencyError, ExportError
+from photoclass.files import atomic_write
 from photoclass.prediction.predict import expand_inputs
 from photoclass.progress import NO_PROGRESS, Progress
 
@@ -35,15 +36,16 @@ TOLERANCE = 1e-4  # largest difference in any probability allowed between ONNX a
 
 
 class PixelsToProbabilities(nn.Module):
-    """(N, H, W, 3) uint8 -> (N, classes) probabilities: preprocessing, network and softmax
-    in one graph."""
+    """(N, H, W, 3) uint8 -> (N, classes) probabilities: preprocessing, network and the
+    calibrated softmax (`Bundle.temperature`) in one graph."""
 
-    def __init__(self, model: nn.Module, normalize: Normalize) -> None:
+    def __init__(self, model: nn.Module, normalize: Normalize, temperature: float = 1.0) -> None:
         super().__init__()
-        self.model, self.normalize = model, normalize
+        self.model, self.normalize, self.temperature = model, normalize, temperature
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(self.model(self.normalize(pixels.permute(0, 3, 1, 2))), dim=1)
+        logits = self.model(self.normalize(pixels.permute(0, 3, 1, 2)))
+        return torch.softmax(logits / self.temperature, dim=1)
 
 
 @dataclass(frozen=True)
@@ -64,7 +66,7 @@ def export_onnx(
     (or on random pixels when none is given) and compare with PyTorch; a difference over
     `TOLERANCE` is an error and leaves no file behind."""
     onnx, ort = _export_modules()
-    wrapper = PixelsToProbabilities(bundle.model, bundle.normalize).eval()
+    wrapper = PixelsToProbabilities(bundle.model, bundle.normalize, bundle.temperature).eval()
     size = bundle.image_size
     example = torch.zeros(2, size, size, 3, dtype=torch.uint8)
     program = torch.onnx.export(

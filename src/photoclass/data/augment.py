@@ -32,6 +32,8 @@ def create_augmentation(cfg: TrainConfig) -> v2.Compose:
     if cfg.color_jitter:
         cj = cfg.color_jitter
         steps.append(v2.ColorJitter(brightness=cj, contrast=cj, saturation=cj))
+    if cfg.grayscale:
+        steps.append(v2.RandomGrayscale(cfg.grayscale))
     return v2.Compose([*steps, v2.PILToTensor()])
 
 

@@ -21,13 +21,14 @@ import hashlib
 import json
 import multiprocessing
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from photoclass.data.decode import try_decode
+from photoclass.files import atomic_write
 from photoclass.progress import NO_PROGRESS, Progress
 
 
@@ -69,7 +70,8 @@ def cache_dir() -> Path:
     return Path(root) / "decoded"
 
 
-def _key(paths: Sequence[Path], size: int) -> str:
+def cache_key(paths: Sequence[Path], size: int) -> str:
+    """What names the cached pixels of `paths` at `size`: the files' paths, sizes and times."""
     digest = hashlib.sha256(f"v1 {size}".encode())
     for path in paths:
         stat = path.stat()
@@ -88,7 +90,7 @@ def decode_all(
     """Decode `paths` to (size, size, 3) uint8, from the cache when it is there."""
     paths = [Path(p) for p in paths]
     folder = cache_dir()
-    key = _key(paths, size)
+    key = cache_key(paths, size)
     array_path, meta_path = folder / f"{key}.npy", folder / f"{key}.json"
     if use_cache and array_path.exists() and meta_path.exists():
         meta = json.loads(meta_path.read_text())
@@ -98,13 +100,9 @@ def decode_all(
     images, ok, skipped = _decode_parallel(paths, size, workers, progress)
     if use_cache:
         folder.mkdir(parents=True, exist_ok=True)
-        # Write under temporary names, then rename: a killed run never leaves a half cache.
-        tmp = folder / f"{key}.{os.getpid()}.part.npy"
-        np.save(tmp, images)
-        os.replace(tmp, array_path)
-        tmp_meta = meta_path.with_suffix(f".{os.getpid()}.part")
-        tmp_meta.write_text(json.dumps({"ok": ok, "skipped": skipped}))
-        os.replace(tmp_meta, meta_path)
+        # The array first: a cache entry counts only once its JSON exists.
+        atomic_write(array_path, lambda tmp: _save_array(tmp, images))
+        atomic_write(meta_path, json.dumps({"ok": ok, "skipped": skipped}))
         evict(folder, keep=array_path)
         images = np.load(array_path, mmap_mode="r")
     return Decoded(images, ok, skipped)
@@ -119,6 +117,27 @@ def check_all(
         [Path(p) for p in paths], CHECK_SIZE, workers, progress, keep=False, verb="checking"
     )
     return ok, skipped
+
+
+def derived(paths: Sequence[Path], size: int, name: str, compute: Callable[[], np.ndarray]) -> np.ndarray:
+    """An array computed from the decoded photos of `paths` at `size` (their features under a
+    pretrained model, say), kept in the cache beside the pixels as `<key>.<name>.npy`: computed
+    once, read back while the files stay the same, evicted like the pixels."""
+    folder = cache_dir()
+    path = folder / f"{cache_key([Path(p) for p in paths], size)}.{name}.npy"
+    if path.exists():
+        os.utime(path)  # recently used: evicted last
+        return np.load(path)
+    array = compute()
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, lambda tmp: _save_array(tmp, array))
+    evict(folder, keep=path)
+    return array
+
+
+def _save_array(path: Path, images: np.ndarray) -> None:
+    with open(path, "wb") as out:  # a file object: given a name, `np.save` would append ".npy"
+        np.save(out, images)
 
 
 def evict(folder: Path, keep: Path, limit_gb: float | None = None) -> list[Path]:

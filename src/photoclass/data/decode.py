@@ -38,9 +38,18 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
-def decode_image(source: Path | bytes, size: int) -> np.ndarray:
+def _fit(dims: tuple[int, int], side: int) -> tuple[int, int]:
+    """(width, height) scaled so that the longer side is `side`."""
+    scale = side / max(dims)
+    return max(1, round(dims[0] * scale)), max(1, round(dims[1] * scale))
+
+
+def decode_image(source: Path | bytes, size: int, *, keep_aspect: bool = False) -> np.ndarray:
     """A photo file (or its bytes) as a (size, size, 3) uint8 array: EXIF-rotated, RGB, resized
-    (squashed, as Keras' `target_size` does, so nothing at the edges is cropped away)."""
+    (squashed, as Keras' `target_size` does, so nothing at the edges is cropped away).
+
+    `keep_aspect=True` scales it so its longer side is `size` instead, for thumbnails that a
+    person looks at."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -50,7 +59,8 @@ def decode_image(source: Path | bytes, size: int) -> np.ndarray:
                 img.draft("RGB", (size, size))
                 img = ImageOps.exif_transpose(img)
                 img.load()
-                rgb = _to_rgb(img).resize((size, size), Image.Resampling.BILINEAR)
+                target = _fit(img.size, size) if keep_aspect else (size, size)
+                rgb = _to_rgb(img).resize(target, Image.Resampling.BILINEAR)
                 return np.array(rgb, dtype=np.uint8)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise UnreadableImage(

@@ -41,9 +41,10 @@ from photoclass.data.decode import LazyPixels
 from photoclass.data.folder import Sample, scan_dataset, stratified_split
 from photoclass.data.preprocess import Normalize
 from photoclass.errors import ConfigError, DatasetError, OutputExistsError
+from photoclass.evaluation.calibration import expected_calibration_error, fit_temperature, softmax
 from photoclass.evaluation.metrics import compute_metrics, headline
-from photoclass.models import create_model, get_model_entry
-from photoclass.prediction.inference import probabilities
+from photoclass.models import ImageClassifier, create_model, get_model_entry
+from photoclass.prediction.novelty import Novelty, fit_novelty
 from photoclass.progress import NO_PROGRESS, Progress
 from photoclass.runtime import Compute
 from photoclass.training.checkpoint import NAME as CHECKPOINT
@@ -55,7 +56,9 @@ from photoclass.training.checkpoint import (
     save_checkpoint,
 )
 from photoclass.training.distributed import Dist, same_everywhere, setup, weights_digest
-from photoclass.training.phases import Phase, Split, probe_phase, train_phase, train_step
+from photoclass.training.phases import Phase, Split, pre_logits_of, probe_phase, train_phase, train_step
+from photoclass.training.prior import blend, find_prior, record
+from photoclass.training.prior import good_enough as prior_good_enough
 
 log = logging.getLogger(__name__)
 LOG_EVERY = 10  # steps between reads of the running loss (each read waits for a GPU)
@@ -82,6 +85,7 @@ def train(
     *,
     resume: bool = False,
     overwrite: bool = False,
+    follow_symlinks: bool = False,
     progress: Progress = NO_PROGRESS,
 ) -> TrainResult:
     """Train a classifier on `data/train/<class>/` and write the bundle to `out`.
@@ -104,7 +108,7 @@ def train(
     dist.from_main(lambda: _check_out(out, resume, overwrite))
 
     # -- data: scan, split, decode each photo exactly once (or as it is read) ----------------
-    dataset = dist.everywhere(lambda: scan_dataset(Path(data)))
+    dataset = dist.everywhere(lambda: scan_dataset(Path(data), follow_symlinks=follow_symlinks))
     classes = dataset.classes
     train_samples, val_samples, val_source = _train_val(dataset.train, dataset.val, cfg)
     same_everywhere(dist, "the data", *_data_identity(dataset.root, train_samples, val_samples))
@@ -129,10 +133,10 @@ def train(
     )
     normalize = Normalize(entry.cfg.mean, entry.cfg.std)
     run_id = {"config": cfg.to_dict(), "data": _fingerprint(train_split, val_split, classes)}
-    state, best, best_logits, optimizer_state = TrainState(), state_tensors(model), None, None
+    state, best, optimizer_state = TrainState(), state_tensors(model), None
     ckpt = dist.from_main(lambda: _last_checkpoint(out, run_id) if resume else None)  # rank 0 reads it
     if ckpt is not None:
-        state, best, best_logits, optimizer_state = ckpt.state, ckpt.best, ckpt.best_logits, ckpt.optimizer
+        state, best, optimizer_state = ckpt.state, ckpt.best, ckpt.optimizer
         model.load_state_dict(ckpt.model)
         log.info("resuming %s after %d finished epoch(s)", out, len(state.history))
     weights = _class_weights(train_split.labels, len(classes), compute) if cfg.balance else None
@@ -144,7 +148,7 @@ def train(
         state.seconds = earlier_seconds + time.perf_counter() - started
         dist.from_main(  # rank 0 writes it; a failure there stops every process
             lambda: save_checkpoint(
-                out / CHECKPOINT, state, state_tensors(model), best, phase.optimizer, run_id, best_logits
+                out / CHECKPOINT, state, state_tensors(model), best, phase.optimizer, run_id
             )
         )
 
@@ -161,8 +165,10 @@ def train(
     if state.phase not in names:  # a fresh run
         state.phase = names[0]
     scaler = compute.grad_scaler()
+    features = None  # pre-logits of (train, val) computed by the probe, while the backbone is frozen
     for i, name in enumerate(names[names.index(state.phase) :], start=names.index(state.phase)):
         phase = builders[name]()
+        features = phase.features or features
         if optimizer_state is not None and state.epoch > 0:
             phase.optimizer.load_state_dict(optimizer_state)
         while state.epoch < phase.epochs and not state.stopped_early:
@@ -207,7 +213,7 @@ def train(
                     len(state.history) - 1,
                     0,
                 )
-                best, best_logits = {k: v.clone() for k, v in state_tensors(model).items()}, val_logits
+                best = {k: v.clone() for k, v in state_tensors(model).items()}
             else:
                 state.bad_epochs += 1
             state.epoch += 1
@@ -232,12 +238,36 @@ def train(
             optimizer_state = None
             checkpoint(phase)
 
-    # -- the bundle: best weights + everything needed to use and judge them ----------------
+    # -- the head finished: the prior blended in, calibrated, the unknown flag set ----------
     model.eval()
-    if best_logits is None:  # no epoch ran at all
-        best_logits = builders["train"]().validate()
-    validation = compute_metrics(val_split.labels, probabilities(best_logits), classes)
+    kept_phase = state.history[state.best_epoch]["phase"] if state.best_epoch is not None else "probe"
+    pretrained_backbone = entry.cfg.pretrained and (cfg.unfreeze == 0 or kept_phase == "probe")
+    if features is None or not pretrained_backbone:
+        features = pre_logits_of(
+            model, (train_split, val_split), normalize, compute, progress, dist, batch_size=cfg.batch_size
+        )
+    val_labels = torch.from_numpy(val_split.labels)
+    prior = _blend_prior(model, classes, cfg, features[1], val_labels, pretrained_backbone)
+    head = model.get_classifier()
+    with torch.no_grad(), compute.autocast():  # as the whole model computes them: bit for bit
+        val_logits = head(compute.to_device(features[1])).float().cpu()
+    temperature = fit_temperature(val_logits.numpy(), val_split.labels)
+    novelty = fit_novelty(features[0], train_split.labels, features[1], rate=cfg.unknown_rate, seed=cfg.seed)
+    validation = compute_metrics(val_split.labels, softmax(val_logits.numpy(), temperature), classes)
+    log.info(
+        "calibration: temperature %.2f (validation ECE %.3f -> %.3f); unknown flag: %d-nearest-neighbour "
+        "distance > %.3f (%.0f%% of validation photos)",
+        temperature,
+        expected_calibration_error(val_split.labels, softmax(val_logits.numpy())),
+        validation["ece"],
+        novelty.k,
+        novelty.threshold,
+        100 * novelty.rate,
+    )
+
     digests = dist.gather(weights_digest(model))  # every process ended with the same model
+
+    # -- the bundle: best weights + everything needed to use and judge them ----------------
     meta = {
         "architecture": cfg.model,
         "summary": entry.summary,
@@ -260,6 +290,9 @@ def train(
         "best_epoch": state.best_epoch,
         "stopped_early": state.stopped_early,
         "validation": validation,
+        "temperature": temperature,
+        "prior": prior,
+        "novelty": novelty.meta(),
         "skipped": skipped,
         "train_seconds": earlier_seconds + time.perf_counter() - started,
         "distributed": {**dist.describe(), "weights_sha256": digests},
@@ -268,7 +301,7 @@ def train(
         log.error(
             "the training processes ended with different weights (%s); the bundle has rank 0's", digests
         )
-    dist.from_main(lambda: _write_bundle(out, model, meta))
+    dist.from_main(lambda: _write_bundle(out, model, meta, novelty))
     log.info("done: validation %s; model in %s", headline(validation), out)
     dist.close()
     return TrainResult(out, meta, dist.main)
@@ -312,7 +345,8 @@ def _last_checkpoint(out: Path, run_id: dict[str, Any]) -> Checkpoint | None:
     return ckpt
 
 
-def _write_bundle(out: Path, model: torch.nn.Module, meta: dict[str, Any]) -> None:
+def _write_bundle(out: Path, model: torch.nn.Module, meta: dict[str, Any], novelty: Novelty) -> None:
+    novelty.save(out)
     save_bundle(out, model, meta)
     (out / CHECKPOINT).unlink(missing_ok=True)
 
@@ -435,6 +469,39 @@ def _scores(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor | 
         "val_loss": float(F.cross_entropy(logits, labels, weight=None if weights is None else weights.cpu())),
         "val_acc": float((logits.argmax(1) == labels).float().mean()),
     }
+
+
+def _blend_prior(
+    model: ImageClassifier,
+    classes: list[str],
+    cfg: TrainConfig,
+    val_features: torch.Tensor,
+    val_labels: torch.Tensor,
+    pretrained_backbone: bool,
+) -> dict[str, Any]:
+    """Blend the pretrained classifier's matching classes into the head where they help
+    (`photoclass.training.prior`); what was done, for the bundle."""
+    if not cfg.prior:
+        return record(None, 0.0, "not used (`prior=0`)")
+    prior, matched = find_prior(model, classes)
+    if prior is None:
+        log.info("no ImageNet prior: %s; the trained head is used alone", matched)
+        return record(None, 0.0, matched)
+    if not pretrained_backbone:
+        reason = (
+            "not used: the backbone was fine-tuned, and ImageNet's classifier reads the original features"
+        )
+        log.info("no ImageNet prior: %s", reason)
+        return record(prior, 0.0, f"{matched} ({reason})")
+    accuracy = prior.accuracy(val_features, val_labels)
+    if not prior_good_enough(accuracy, len(classes)):
+        log.info("ImageNet prior (%s) ignored: it scores only %.1f%% on validation", matched, 100 * accuracy)
+        return record(prior, 0.0, matched, accuracy)
+    blend(model.get_classifier(), prior, cfg.prior)
+    log.info(
+        "ImageNet prior: %s (alone %.1f%% on validation), weight %.2f", matched, 100 * accuracy, cfg.prior
+    )
+    return record(prior, cfg.prior, matched, accuracy)
 
 
 def _epoch_line(row: dict[str, Any], title: str) -> str:

@@ -27,6 +27,7 @@ from photoclass.data.augment import CachedImages, create_augmentation, loader
 from photoclass.data.decode import LazyPixels
 from photoclass.data.preprocess import Normalize
 from photoclass.models import ImageClassifier
+from photoclass.models.classifier import PreLogits
 from photoclass.prediction.inference import logits_for
 from photoclass.progress import NO_PROGRESS, Progress
 from photoclass.runtime import Compute
@@ -62,6 +63,10 @@ class Phase:
     validate: Callable[[], torch.Tensor]  # -> validation logits (CPU, float32)
     lr: Callable[[int], float]  # the phase's optimizer step -> learning rate
     begin_epoch: Callable[[], None]  # put each module in training or evaluation mode
+    label_smoothing: float = 0.0
+    # The pre-logits of the training and validation photos, when the phase computed them
+    # (the probe): the prior, the unknown flag and calibration reuse them.
+    features: tuple[torch.Tensor, torch.Tensor] | None = None
 
 
 def train_step(
@@ -80,12 +85,44 @@ def train_step(
         group["lr"] = lr
     with phase.compute.autocast():
         logits = phase.forward(x).float()
-    loss = F.cross_entropy(logits, y, weight=weights)
+    loss = F.cross_entropy(logits, y, weight=weights, label_smoothing=phase.label_smoothing)
     phase.optimizer.zero_grad(set_to_none=True)
     scaler.scale(loss).backward()
     scaler.step(phase.optimizer)
     scaler.update()
     return loss.detach(), logits.detach()
+
+
+def pre_logits_of(
+    model: ImageClassifier,
+    splits: tuple[Split, Split],
+    normalize: Normalize,
+    compute: Compute,
+    progress: Progress = NO_PROGRESS,
+    dist: Dist = SINGLE,
+    *,
+    batch_size: int = 32,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The (train, val) pre-logits of every photo, each process computing its share and every
+    process getting them all (the probe trains on them; the finished head is calibrated and
+    the unknown flag fitted on them)."""
+    model.eval()
+    backbone = PreLogits(model)
+    train, val = (
+        dist.gather_rows(
+            logits_for(
+                backbone,
+                split.images[dist.rows(len(split.labels))],
+                normalize,
+                compute=compute,
+                batch_size=batch_size,
+                progress=progress,
+                description=f"features ({name})",
+            )
+        )
+        for name, split in zip(("train", "val"), splits, strict=True)
+    )
+    return train, val
 
 
 def probe_phase(
@@ -101,21 +138,7 @@ def probe_phase(
     """A new classifier trained on the frozen backbone's pooled features, computed once (each
     process computes its share; every process then trains the head on all of them, identically:
     an epoch costs milliseconds, and no gradients need exchanging)."""
-    model.eval()
-    backbone = _Backbone(model)
-    features = [
-        dist.gather_rows(
-            logits_for(
-                backbone,
-                split.images[dist.rows(len(split.labels))],
-                normalize,
-                compute=compute,
-                progress=progress,
-                description=f"features ({name})",
-            )
-        )
-        for name, split in (("train", train), ("val", val))
-    ]
+    features = pre_logits_of(model, (train, val), normalize, compute, progress, dist)
     head = model.get_classifier()
     labels = torch.from_numpy(train.labels)
 
@@ -143,6 +166,8 @@ def probe_phase(
         validate=validate,
         lr=lambda step: cfg.probe_lr,
         begin_epoch=head.train,
+        label_smoothing=cfg.label_smoothing,
+        features=features,
     )
 
 
@@ -219,15 +244,5 @@ def train_phase(
         validate=validate,
         lr=lambda step: lr_at(step, total_steps, cfg),
         begin_epoch=begin_epoch,
+        label_smoothing=cfg.label_smoothing,
     )
-
-
-class _Backbone(nn.Module):
-    """The model up to the vector its classifier reads (what the probe trains on)."""
-
-    def __init__(self, model: ImageClassifier) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model.forward_head(self.model.forward_features(x), pre_logits=True)
