@@ -193,3 +193,13 @@ def machine() -> str:
     return (
         f"{os.cpu_count()} CPU cores, load average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} (1/5/15 min)"
     )
+
+
+def cpu() -> str:
+    """The CPU's model and flags, as `lscpu` reports them (empty where there is no lscpu)."""
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
+    except OSError:
+        return ""
+    wanted = ("Model name", "CPU(s)", "Flags")
+    return "\n".join(line for line in out.splitlines() if line.split(":")[0].strip() in wanted)

@@ -12,7 +12,8 @@ Runs, each in its own subprocesses, with a time limit (`--limit` minutes each):
    epochs timed here, then small-cnn (the whole recipe; `--quick`: 2 epochs, giving its
    seconds per epoch and the epochs that fit in its budget);
 3. bench/predict.py on the model part 2 trained: cold single-photo latency, batch
-   photos/s over val/ (whole command, default engine and `--engine torch`), serve latency.
+   photos/s over val/ (whole command, default engine and `--engine torch`); bench/serve.py
+   measures serving.
 Then prints the goals table (measured, target, verdict) under the CPU's model and flags, and
 writes everything as JSON (`--json`, default `bench-results.json` in the current folder), so
 runs on two machines can be compared.

@@ -7,7 +7,7 @@ Both fetch the same URLs, back to back, from the Flickr simulator running in its
 with `--latency` seconds added to every response (a photo host far away). photoclass runs at
 its default politeness settings (`CollectConfig()`: 32 connections, <= 500 requests/s/host)
 and does what the reference does not: it decodes every photo fully, hashes it and writes it
-atomically. Photos are rendered before timing starts, so neither side waits for the simulator
+atomically and durably (fsync), through the same validator and sink `collect()` uses. Photos are rendered before timing starts, so neither side waits for the simulator
 to draw. Finally a full `collect()` (search, download, split, at the default 1 API call/s)
 gives the API calls spent per 1,000 photos kept.
 """
@@ -15,6 +15,7 @@ gives the API calls spent per 1,000 photos kept.
 from __future__ import annotations
 
 import argparse
+import functools
 import itertools
 import multiprocessing as mp
 import os
@@ -28,7 +29,8 @@ from urllib.parse import urlsplit
 from photoclass.collecting import collect
 from photoclass.collecting.download import Job, download
 from photoclass.collecting.flickr import FlickrClient, parse_photo, size_chain
-from photoclass.collecting.split import INCOMING
+from photoclass.collecting.split import INCOMING, IncomingFolder
+from photoclass.collecting.validate import check_image
 from photoclass.config import CollectConfig
 from photoclass.sim import Faults, SimServer
 
@@ -68,9 +70,11 @@ def reference(urls: list[str], folder: Path) -> float:
 
 
 def photoclass_download(urls: list[str], folder: Path) -> tuple[float, int]:
-    jobs = [Job(str(i), url, folder / f"{i}.jpg") for i, url in enumerate(urls)]
+    config = CollectConfig()
+    jobs = [Job(str(i), url) for i, url in enumerate(urls)]
+    validate = functools.partial(check_image, min_side=config.min_side, max_pixels=config.max_pixels)
     started = time.perf_counter()
-    results = download(jobs, CollectConfig())
+    results = download(jobs, config, validate=validate, sink=IncomingFolder(folder, "bench"))
     return time.perf_counter() - started, sum(r.status == "ok" for r in results)
 
 
@@ -99,7 +103,7 @@ def main() -> None:
         runs = [photoclass_download(urls, Path(tmp, f"pc{i}")) for i in range(args.repeat)]
         pc_s, ok = sorted(runs)[len(runs) // 2]
         config = CollectConfig(classes=CLASSES, per_class=len(urls) // len(CLASSES), api_url=api_url)
-        summary = collect(config, data, api_key, progress=False)
+        summary = collect(config, data, api_key)
         kept = sum(c.downloaded for c in summary.classes.values())
         assert not (data / INCOMING).exists()
     here.send("done")

@@ -1,4 +1,5 @@
-"""Prediction speed: cold single-photo latency of the CLI, batch throughput, serve latency.
+"""Prediction speed: cold single-photo latency of the CLI and batch throughput (serving under
+load is bench/serve.py's, which imports `batch` from here for its ceiling).
 
     python bench/predict.py --model MODEL      # an efficientnet-lite0 bundle from `photoclass train`
     python bench/predict.py                    # trains one first with the default recipe (~5 min)
@@ -11,12 +12,10 @@
    command imports, step by step, each median of 3.
 2. Batch throughput over the 500 validation photos of cats-owls, decoding included: through
    the CLI (`photoclass predict MODEL val/ --format json`, whole command) with the default
-   engine ("auto": onnxruntime on a CPU) and with `--engine torch`, interleaved, and through
-   the API (`photoclass.predict(bundle, [val/])` in one process with the model already
-   loaded). Target: >= 50 photos/s.
-3. `photoclass serve MODEL`: time until it answers, then the latency of single-photo requests
-   (`POST /api/predict`, one at a time over one keep-alive connection, 50 validation photos of
-   both classes in turn, 2 rounds after 5 untimed ones): p50, p95, max.
+   engine ("auto": onnxruntime on a CPU) and with `--engine torch`, interleaved, and through the
+   API (`photoclass.predict(bundle, [val/])` in one process with the model already loaded), the
+   API again with OMP_WAIT_POLICY=PASSIVE (which the CLI sets for itself). Target: >= 50
+   photos/s.
 
 With no `--model`, the default recipe trains one into a temporary folder (cold decode cache).
 `--json PATH` writes the figures for `bench/all.py`.
@@ -25,14 +24,10 @@ With no `--model`, the default recipe trains one into a temporary folder (cold d
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import shlex
-import socket
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 from _common import DATA, banner, cpu_summary, machine, median, run, table
@@ -40,6 +35,13 @@ from _common import DATA, banner, cpu_summary, machine, median, run, table
 BIN = Path(sys.executable).with_name("photoclass")
 CLI = [str(BIN)] if BIN.exists() else [sys.executable, "-m", "photoclass"]
 COLD_TARGET_S, BATCH_TARGET = 4.0, 50.0
+PASSIVE = {"OMP_WAIT_POLICY": "PASSIVE"}
+BATCH_PATHS = (
+    "CLI, whole command (startup + model load included)",
+    "CLI, --engine torch",
+    "API, photoclass.predict(bundle, [folder])",
+    "API, with OMP_WAIT_POLICY=PASSIVE (as the CLI)",
+)
 API_SNIPPET = """
 import sys, time, photoclass
 bundle = photoclass.load_model(sys.argv[1])
@@ -145,100 +147,39 @@ def profile(model: Path, photo: Path) -> None:
     )
 
 
-def batch(model: Path, folder: Path, runs: int) -> dict:
+def batch(model: Path, folder: Path, runs: int) -> dict[str, float]:
+    """Print the table; return photos/s by path (keys are `BATCH_PATHS`)."""
     photos = sum(1 for p in folder.rglob("*") if p.is_file())
     banner(f"2. batch throughput: {photos} photos in {folder}, decoding included")
     cmd = [*CLI, "predict", str(model), str(folder), "--format", "json"]
     print("$", shlex.join(["photoclass", *cmd[len(CLI) :]]), "> /dev/null")
     api_cmd = [sys.executable, "-c", API_SNIPPET, str(model), str(folder), str(runs)]
-    # CLI runs interleaved, so load on a shared machine hits each variant alike.
-    variants = {
-        "CLI, whole command (startup + model load included)": cmd,
-        "CLI, --engine torch": [*cmd, "--engine", "torch"],
-    }
+    # CLI runs interleaved, so load on a shared machine hits each variant alike. The CLI sets
+    # OMP_WAIT_POLICY=PASSIVE itself (OpenMP's idle threads sleep instead of spinning, which
+    # frees the cores for the decoding); the API leaves the environment to its caller.
+    torch_cmd = [*cmd, "--engine", "torch"]
+    variants = dict(
+        zip(BATCH_PATHS, [(cmd, {}), (torch_cmd, {}), (api_cmd, {}), (api_cmd, PASSIVE)], strict=True)
+    )
     seconds: dict[str, list[float]] = {name: [] for name in variants}
     run(cmd)  # untimed: the ONNX graph is exported once, then cached
     for _ in range(runs):
-        for name, command in variants.items():
-            seconds[name].append(run(command).wall)
-    api = "API, photoclass.predict(bundle, [folder])"
-    out = run(api_cmd).stdout
-    seconds[api] = [float(line.split()[1]) for line in out.strip().splitlines()]
+        for name, (command, env) in variants.items():
+            if command is not api_cmd:
+                seconds[name].append(run(command, env=env).wall)
+    for name, (command, env) in variants.items():
+        if command is api_cmd:
+            out = run(command, env=env).stdout
+            seconds[name] = [float(line.split()[1]) for line in out.strip().splitlines()]
     rows = [[name, median(s), photos / median(s)] for name, s in seconds.items()]
     print(table(["path", "median s", "photos/s"], rows))
-    for name, _, rate in rows[:1] + rows[2:]:
+    for name, _, rate in rows[:1] + rows[2:3]:
         verdict = "meets" if rate >= BATCH_TARGET else "MISSES"
         print(
             f"{name.split(',')[0]}: {rate:.0f} photos/s: {verdict} the >= {BATCH_TARGET:.0f} photos/s target"
         )
-    cli, torch_cli, api_rate = (row[2] for row in rows)
-    print(f"engine auto vs --engine torch, whole command: {cli / torch_cli:.2f}x")
-    return {
-        "cli_photos_per_s": cli,
-        "cli_torch_photos_per_s": torch_cli,
-        "api_photos_per_s": api_rate,
-        "photos": photos,
-    }
-
-
-def serve(model: Path, folder: Path, rounds: int = 2) -> dict:
-    banner("3. photoclass serve: request latency, one photo per request")
-    with socket.socket() as free:
-        free.bind(("127.0.0.1", 0))
-        port = free.getsockname()[1]
-    cmd = [*CLI, "serve", str(model), "--port", str(port)]
-    print("$", shlex.join(["photoclass", *cmd[len(CLI) :]]))
-    photos = [p for cls in sorted(folder.iterdir()) for p in sorted(cls.iterdir())[:25]]
-    bodies = [p.read_bytes() for p in photos]
-    tick = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        conn = _connect(port, proc)
-        ready = time.perf_counter() - tick
-
-        def ask(body: bytes) -> float:
-            start = time.perf_counter()
-            conn.request("POST", "/api/predict", body=body)
-            response = conn.getresponse()
-            response.read()
-            if response.status != 200:
-                raise SystemExit(f"serve answered {response.status}")
-            return time.perf_counter() - start
-
-        for body in bodies[:5]:
-            ask(body)
-        times = sorted(ask(body) * 1000 for _ in range(rounds) for body in bodies)
-    finally:
-        proc.terminate()
-        proc.wait()
-    p50, p95 = times[len(times) // 2], times[int(0.95 * (len(times) - 1))]
-    print(
-        table(
-            ["measure", "value"],
-            [
-                ["start until the first answer, s", ready],
-                ["requests", len(times)],
-                ["p50 latency, ms", p50],
-                ["p95 latency, ms", p95],
-                ["max latency, ms", times[-1]],
-            ],
-        )
-    )
-    return {"ready_s": ready, "p50_ms": p50, "p95_ms": p95}
-
-
-def _connect(port: int, proc: subprocess.Popen) -> http.client.HTTPConnection:
-    """Wait until the server answers /api/info; its connection, kept alive."""
-    while True:
-        if proc.poll() is not None:
-            raise SystemExit(f"photoclass serve exited: {proc.stderr.read().decode()[-500:]}")
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-            conn.request("GET", "/api/info")
-            conn.getresponse().read()
-            return conn
-        except OSError:
-            time.sleep(0.05)
+    print(f"engine auto vs --engine torch, whole command: {rows[0][2] / rows[1][2]:.2f}x")
+    return {name: rate for name, _, rate in rows}
 
 
 def main() -> None:
@@ -249,7 +190,6 @@ def main() -> None:
     parser.add_argument(
         "--profile", action="store_true", help="profile a cold run even when it meets the target"
     )
-    parser.add_argument("--skip-serve", action="store_true", help="leave out part 3")
     parser.add_argument("--json", type=Path, help="write the figures here (for bench/all.py)")
     args = parser.parse_args()
     print("$", shlex.join([Path(sys.executable).name, *sys.argv]))
@@ -268,9 +208,9 @@ def main() -> None:
         found = {"cold_s": cold_latency(model, photo, 3 if args.quick else args.runs)}
         if args.profile or found["cold_s"] > COLD_TARGET_S:
             profile(model, photo)
-        found.update(batch(model, DATA / "val", 1 if args.quick else 3))
-        if not args.skip_serve:
-            found["serve"] = serve(model, DATA / "val", 1 if args.quick else 2)
+        rates = batch(model, DATA / "val", 1 if args.quick else 3)
+        found |= {"cli_photos_per_s": rates[BATCH_PATHS[0]], "cli_torch_photos_per_s": rates[BATCH_PATHS[1]]}
+        found |= {"api_photos_per_s": rates[BATCH_PATHS[2]]}
     print(f"\nafter: {machine()}")
     if args.json:
         args.json.write_text(json.dumps(found, indent=2))

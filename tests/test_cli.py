@@ -84,7 +84,8 @@ def test_predict_formats(trained_three: Path, shapes3: Path, tmp_path: Path) -> 
 
     text = invoke("predict", trained_three, folder, bad, "--format", "csv", "--top-k", "2").stdout
     parsed = list(csv.DictReader(io.StringIO(text)))
-    assert list(parsed[0]) == ["path", "label", "probability", "label_2", "probability_2", "error"]
+    assert list(parsed[0]) == ["path", "label", "probability", "label_2", "probability_2", "unknown", "error"]
+    assert {row["unknown"] for row in parsed[:-1]} <= {"true", "false"}
     assert len(parsed) == 11 and parsed[-1]["error"].startswith("not an image")
     assert float(parsed[0]["probability"]) >= float(parsed[0]["probability_2"])
 

@@ -35,7 +35,7 @@ def test_onnx_gives_pytorchs_probabilities_for_real_photos(
     photos = sorted((cats_owls_tiny / "val").rglob("*.jpg"))
     pixels = np.ascontiguousarray(decode_all(photos, bundle.image_size, use_cache=False).images)
     session = ort.InferenceSession(str(exported.path), providers=["CPUExecutionProvider"])
-    want = probabilities(logits_for(bundle.model, pixels, bundle.normalize))
+    want = probabilities(logits_for(bundle.model, pixels, bundle.normalize), bundle.temperature)
     for batch in (pixels[:1], pixels[1:4], pixels):  # any batch size
         got = session.run(None, {"pixels": batch})[0]
         np.testing.assert_allclose(got, want[: len(batch)] if len(batch) != 3 else want[1:4], atol=1e-4)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 from typer.testing import CliRunner
@@ -30,7 +31,13 @@ def test_run_against_the_simulator(tmp_path: Path) -> None:
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["n"] == 12
     assert "<html" in (out / "report.html").read_text()[:500].lower()
+    assert "check:" in result.output and (out / "check.html").is_file()  # checked between collect and train
 
-    again = CliRunner().invoke(app, [*args, "--config", str(config)], catch_exceptions=False)
+    # A training photo copied into test/ by hand: rerun with --clean, and check quarantines it.
+    photo = sorted((out / "data" / "train" / "cat").glob("*.jpg"))[0]
+    shutil.copyfile(photo, out / "data" / "test" / "cat" / "copy.jpg")
+    again = CliRunner().invoke(app, [*args, "--clean", "--config", str(config)], catch_exceptions=False)
     assert again.exit_code == 0  # a finished run reruns cheaply: nothing collected or trained again
     assert json.loads((out / "model" / "photoclass.json").read_text())["history"] == meta["history"]
+    assert (out / "data" / "_quarantine" / "leakage" / "test" / "cat" / "copy.jpg").is_file()
+    assert "moved to" in again.output

@@ -91,7 +91,7 @@ def validate(config: Any) -> None:
         declared.check(name, getattr(config, name))
 
 
-_MODEL, _OPT, _AUG, _DATA = "Model", "Optimiser", "Augmentation", "Data"
+_MODEL, _OPT, _AUG, _DATA, _PRED = "Model", "Optimiser", "Augmentation", "Data", "Prediction"
 
 
 @dataclass(frozen=True)
@@ -171,6 +171,19 @@ class TrainConfig:
         0, "Pretrained models: backbone blocks to fine-tune.", panel=_OPT, bounds="[0, 1000]", recipe=True
     )
     balance: bool = option(False, "Weight the loss by inverse class frequency.", panel=_OPT)
+    label_smoothing: float | None = option(
+        0.0, "Label smoothing of the loss (0 = off).", panel=_OPT, bounds="[0, 1)", recipe=True
+    )
+    # The pretrained network's own classifier already tells many everyday classes apart (ImageNet's
+    # "great grey owl" from its "bald eagle"): when every class name matches some of its classes,
+    # the trained head is blended with it, in weight space (`photoclass.training.prior`).
+    prior: float | None = option(
+        0.0,
+        "Pretrained models: weight of the pretrained classifier's matching classes in the head (0 = off).",
+        panel=_OPT,
+        bounds="[0, 1]",
+        recipe=True,
+    )
     # -- augmentation, as in torchvision.transforms.v2 -------------------------------------------
     hflip: float | None = option(
         0.5, "Horizontal-flip probability.", panel=_AUG, bounds="[0, 1]", recipe=True
@@ -188,6 +201,9 @@ class TrainConfig:
     color_jitter: float | None = option(
         0.0, "Brightness/contrast/saturation jitter.", panel=_AUG, bounds="[0, 1]", recipe=True
     )
+    grayscale: float | None = option(
+        0.0, "Black-and-white probability.", panel=_AUG, bounds="[0, 1]", recipe=True
+    )
     # -- data ----------------------------------------------------------------------------------
     seed: int = option(0, "Random seed: same seed, same model.", panel=_DATA)
     val_fraction: float = option(
@@ -195,6 +211,13 @@ class TrainConfig:
     )
     workers: int = option(
         2, "Augmentation worker processes (0 = in the main process).", panel=_DATA, bounds="[0, 64]"
+    )
+    # -- what the bundle learns about its own answers ---------------------------------------
+    unknown_rate: float = option(
+        0.05,
+        "Share of validation photos the unknown flag may call unknown (sets its threshold).",
+        panel=_PRED,
+        bounds="(0, 1)",
     )
 
     def resolve(self, recipe: Mapping[str, Any]) -> TrainConfig:
@@ -300,6 +323,12 @@ class CollectConfig:
         1.0, "Seconds before the first retry, doubling each time, jittered.", panel=_POLITE, bounds="[0, inf)"
     )
     timeout: float = option(30.0, "Seconds per HTTP request.", panel=_POLITE, bounds="(0, inf)")
+    host_refusals: int = option(
+        100,
+        "Photo requests in a row a host may refuse (429, 5xx, no answer) before the run stops; rerun later.",
+        panel=_POLITE,
+        bounds="[1, 1000000]",
+    )
     min_side: int = option(64, "Smaller photos are rejected (a thumbnail was served).", bounds="[1, inf)")
     max_pixels: int = option(
         40_000_000, "Larger photos are rejected (decompression bombs).", bounds="[1, inf)"
@@ -307,6 +336,46 @@ class CollectConfig:
     api_url: str = option(
         "https://api.flickr.com/services/rest/", "Flickr REST endpoint (or a `photoclass sim`)."
     )
+
+
+_LISTEN, _BATCH = "Listening", "Batching and limits"
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """`photoclass serve`: where to listen, and how requests are batched and bounded. The API key
+    is not a field: a secret is never part of a config object, which may be printed or logged."""
+
+    host: str = option(
+        "127.0.0.1", "Address to listen on; 0.0.0.0 = every network.", panel=_LISTEN
+    )  # loopback unless told otherwise
+    port: int = option(8000, "Port; 0 = any free one.", panel=_LISTEN, bounds="[0, 65535]")
+    # One process already batches and uses every core, so more only pays on many cores.
+    workers: int = option(
+        1,
+        "Worker processes, EACH loading its own copy of the model and sharing the cores.",
+        panel=_LISTEN,
+        bounds="[1, 1024]",
+    )
+    device: str = option(
+        "auto", "auto | cpu | cuda | cuda:N | mps (auto: a GPU if there is one).", panel=_LISTEN
+    )
+    # Dynamic batching: a forward pass takes what has arrived, up to `max_batch` photos,
+    # waiting at most `max_wait_ms` after the first for requests already in (still being read
+    # or decoded) to join it (Ray Serve's `@serve.batch` defaults: 10 photos, 10 ms;
+    # TorchServe's `max_batch_delay`: 100 ms).
+    max_batch: int = option(16, "Most photos in one forward pass.", panel=_BATCH, bounds="[1, 4096]")
+    max_wait_ms: float = option(
+        5.0, "How long a photo waits for others to share its pass (ms).", panel=_BATCH, bounds="[0, 10000]"
+    )
+    # Prediction requests in the server at once (read, decoding, queued or in the model);
+    # one more is answered 503 with Retry-After instead of waiting without limit.
+    max_queue: int = option(
+        64, "Requests in at once; more get 503 + Retry-After.", panel=_BATCH, bounds="[1, 100000]"
+    )
+    cors_origins: tuple[str, ...] = option(
+        (), "Browser origins allowed to call the API (none).", cli=False
+    )  # the CLI's repeatable --cors-origin
 
 
 def _coerce(name: str, value: Any, annotation: Any) -> Any:

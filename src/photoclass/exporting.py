@@ -24,23 +24,24 @@ import numpy as np
 import torch
 from torch import nn
 
-from photoclass.bundle import Bundle, atomic_write
+from photoclass.bundle import Bundle
 from photoclass.data.cache import decode_all
 from photoclass.errors import DatasetError, DependencyError, ExportError
+from photoclass.files import atomic_write
 from photoclass.prediction.engine import TOLERANCE, Pixels, export_graph
 from photoclass.prediction.predict import expand_inputs
 from photoclass.progress import NO_PROGRESS, Progress
 
 
 class Probabilities(nn.Module):
-    """`model`'s logits turned into class probabilities."""
+    """`model`'s logits turned into calibrated class probabilities (`Bundle.temperature`)."""
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, temperature: float = 1.0) -> None:
         super().__init__()
-        self.model = model
+        self.model, self.temperature = model, temperature
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(self.model(x), dim=1)
+        return torch.softmax(self.model(x) / self.temperature, dim=1)
 
 
 @dataclass(frozen=True)
@@ -61,7 +62,7 @@ def export_onnx(
     (or on random pixels when none is given) and compare with PyTorch; a difference over
     `TOLERANCE` is an error and leaves no file behind."""
     onnx, ort = _export_modules()
-    wrapper = Pixels(Probabilities(bundle.model), bundle.normalize).eval()
+    wrapper = Pixels(Probabilities(bundle.model, bundle.temperature), bundle.normalize).eval()
     size = bundle.image_size
     proto = onnx.load_from_string(export_graph(wrapper, size, output="probabilities"))
     meta = {

@@ -48,7 +48,7 @@ def main() -> None:
         die_at_call(os, "replace", 7, before=True, counts=lambda src, *_: str(src).endswith(".part"))
     elif point == "split":
         die_at_call(split, "_move", 5)
-    collect(CollectConfig(**settings), data, key, progress=False)
+    collect(CollectConfig(**settings), data, key)
 
 
 if __name__ == "__main__":

@@ -3,19 +3,24 @@
 
 from __future__ import annotations
 
+import io
 import json
+import socket
 from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import parse_qsl
 
 import httpx
 import pytest
+from PIL import Image
 
 from photoclass.collecting import flickr
-from photoclass.collecting.flickr import FlickrClient, Pacer, find_api_key, parse_photo, size_chain
+from photoclass.collecting.flickr import FlickrClient, Pacer, check_key, find_api_key, parse_photo, size_chain
 from photoclass.collecting.retry import Backoff, parse_retry_after
-from photoclass.errors import ConfigError, FlickrError, PhotoclassError
+from photoclass.errors import ConfigError, FlickrError, NetworkError, PhotoclassError
 from photoclass.sim import SimServer
+
+from .conftest import Answer, Replay
 
 KEY = "0123456789abcdef0123456789abcdef"
 OK = {"photos": {"page": 1, "pages": 1, "perpage": 500, "total": "1", "photo": []}, "stat": "ok"}
@@ -162,16 +167,21 @@ def test_api_key_comes_from_config_file_then_environment(
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
     monkeypatch.delenv("FLICKR_API_KEY", raising=False)
     with pytest.raises(ConfigError, match="services/apps/create"):
-        find_api_key(None)
+        find_api_key()
     user = tmp_path / "xdg" / "photoclass" / "config.toml"
     user.parent.mkdir(parents=True)
     user.write_text('flickr_api_key = "from-user-config"\n')
-    assert find_api_key(None) == "from-user-config"
+    assert find_api_key() == "from-user-config"
     monkeypatch.setenv("FLICKR_API_KEY", "from-env")
-    assert find_api_key(None) == "from-env"
+    assert find_api_key() == "from-env"
     given = tmp_path / "run.toml"
     given.write_text('[collect]\nflickr_api_key = "from-given-file"\nper_class = 5\n')
-    assert find_api_key(given) == "from-given-file"
+    assert find_api_key(config_file=given) == "from-given-file"
+    assert find_api_key(" passed-in ", given) == "passed-in"
+    with pytest.raises(ConfigError, match="empty"):
+        find_api_key("  ", given)
+    with pytest.raises(ConfigError, match="empty"):
+        FlickrClient("")  # the client looks its key up the same way
 
 
 # -- against the simulator ---------------------------------------------------------------------
@@ -228,3 +238,139 @@ def test_licenses_and_wrong_key_against_the_simulator(sim: SimServer) -> None:
     with sim_client(sim, key="not-the-key") as fl, pytest.raises(FlickrError) as caught:
         fl.licenses()
     assert caught.value.code == 100
+
+
+# -- answers shaped like the real Flickr's, replayed over loopback -----------------------------------
+
+UNAVAILABLE = "Sorry, the Flickr API service is not currently available."
+
+
+def json_answer(payload: dict, status: int = 200) -> Answer:
+    return status, "application/json", json.dumps(payload).encode()
+
+
+def xml_fail(code: int, message: str) -> Answer:
+    body = f'<?xml version="1.0" encoding="utf-8" ?>\n<rsp stat="fail">\n\t<err code="{code}" msg="{message}" />\n</rsp>\n'
+    return 200, "text/xml; charset=utf-8", body.encode()
+
+
+def in_turn(*answers: Answer) -> Callable[[str, dict[str, str]], Answer]:
+    """Answer the API's calls with `answers`, one after the other."""
+    queue = list(answers)
+    return lambda path, params: queue.pop(0)
+
+
+def replay_client(server: Replay, retries: int = 3) -> FlickrClient:
+    return FlickrClient(KEY, api_url=server.api_url, rate=1000.0, backoff=Backoff(retries, 0.001))
+
+
+@pytest.mark.parametrize("code", [0, 201])
+def test_codes_0_and_201_mean_try_again(
+    replay: Callable[..., Replay], code: int, sleeps: list[float]
+) -> None:
+    fail = {"stat": "fail", "code": code, "message": UNAVAILABLE}
+    server = replay(in_turn(json_answer(fail), json_answer(fail), json_answer(OK)))
+    assert replay_client(server).call("flickr.photos.search", text="owl")["stat"] == "ok"
+    assert len(server.asked) == 3 and len(sleeps) == 2
+
+
+def test_an_xml_failure_reaches_the_user_with_its_code_and_message(
+    replay: Callable[..., Replay], sleeps: list[float]
+) -> None:
+    server = replay(in_turn(xml_fail(112, "Method &quot;flickr.nope&quot; not found")))
+    with pytest.raises(FlickrError) as caught:
+        replay_client(server).call("flickr.nope")
+    assert (
+        caught.value.code == 112 and str(caught.value) == 'Flickr error 112: Method "flickr.nope" not found'
+    )
+    assert len(server.asked) == 1, "not an answer to ask again"
+    # ... and an XML "try again later" is tried again.
+    server = replay(in_turn(xml_fail(105, "Service currently unavailable"), json_answer(OK)))
+    assert replay_client(server).call("flickr.photos.search")["stat"] == "ok" and len(server.asked) == 2
+
+
+def test_a_429_with_an_html_body_waits_and_says_what_it_was(
+    replay: Callable[..., Replay], sleeps: list[float]
+) -> None:
+    page = b"<html><head><title>429 Too Many Requests</title></head><body><h1>Too Many</h1></body></html>"
+    server = replay(lambda path, params: (429, "text/html", page, {"Retry-After": "2"}))
+    with pytest.raises(NetworkError) as caught:
+        replay_client(server).call("flickr.photos.search")
+    message = str(caught.value)
+    assert "failed 4 times (HTTP 429 (429 Too Many Requests))" in message and "rerun later" in message
+    assert len(sleeps) == 3 and min(sleeps) >= 2 and "\n" not in message and KEY not in message
+
+
+def test_jsonp_answers_over_http(replay: Callable[..., Replay]) -> None:
+    body = ("jsonFlickrApi(" + json.dumps(OK) + ")").encode()
+    server = replay(lambda path, params: (200, "text/javascript; charset=utf-8", body))
+    assert replay_client(server).call("flickr.photos.search")["stat"] == "ok"
+
+
+def test_numbers_sent_as_strings_page_through_every_result(replay: Callable[..., Replay]) -> None:
+    def page(path: str, params: dict[str, str]) -> Answer:
+        number = int(params["page"])
+        items = [
+            {"id": str(number * 1000 + i), "owner": "12037949754@N01", "license": "5", "dateupload": "1500000000",
+             "url_c": f"https://live.staticflickr.com/65535/{number * 1000 + i}_abc_c.jpg",
+             "width_c": "800", "height_c": "600"}
+            for i in range(500 if number < 3 else 200)
+        ]  # fmt: skip
+        photos = {"page": str(number), "pages": "3", "perpage": "500", "total": "1200", "photo": items}
+        return json_answer({"photos": photos, "stat": "ok"})
+
+    server = replay(page)
+    chain = size_chain("c")
+    with replay_client(server) as fl:
+        photos = [parse_photo(item, chain) for item in fl.search({"text": "owl"})]
+    assert len({p.id for p in photos if p}) == 1200 and fl.calls == 3
+    assert {(p.width, p.height, p.license, p.uploaded) for p in photos if p} == {(800, 600, 5, 1500000000)}
+
+
+def test_the_key_check_echoes_and_searches_one_page(sim: SimServer) -> None:
+    with sim_client(sim) as fl:
+        check = check_key(fl, "owl", "c")
+    assert (check.total, check.calls, len(check.photos)) == (200, 2, 5)
+    assert all(sim.corpus.by_id[p.id].class_name == "owl" and p.url for p in check.photos)
+    assert sim.api_key not in repr(check)
+    with sim_client(sim, key="not-the-key") as fl, pytest.raises(FlickrError) as caught:
+        check_key(fl)
+    assert caught.value.code == 100 and fl.calls == 1
+
+
+def test_an_unreachable_endpoint_is_a_network_error(sleeps: list[float]) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens here once the socket is closed
+    client = FlickrClient(KEY, api_url=f"http://127.0.0.1:{port}/services/rest/", backoff=Backoff(2, 0.001))
+    with pytest.raises(NetworkError, match="failed 3 times"):
+        client.call("flickr.test.echo")
+
+
+def test_the_live_licence_table_comes_from_the_api(sim: SimServer) -> None:
+    with sim_client(sim) as fl:
+        table = fl.licenses()
+    assert sorted(table) == list(range(17))
+    assert table[9][0] == "Public Domain Dedication (CC0)" and table[10][0] == "Public Domain Mark"
+    assert table[11] == ("CC BY 4.0", "https://creativecommons.org/licenses/by/4.0/")
+
+
+def test_the_clients_size_table_matches_what_the_photo_host_serves(sim: SimServer) -> None:
+    """The simulator keeps its own table: a wrong longest side in the client's shows here."""
+    photo = next(p for p in sim.corpus.photos if "l" in p.sizes and "c" in p.sizes)
+    for size, longest in flickr.SIZES.items():
+        body = httpx.get(sim.flickr.photo_url(photo, size)).content
+        with Image.open(io.BytesIO(body)) as image:
+            assert max(image.size) == longest, size
+
+
+def test_a_flickr_error_that_stays_says_its_code_once(
+    replay: Callable[..., Replay], sleeps: list[float]
+) -> None:
+    fail = {"stat": "fail", "code": 105, "message": "Service currently unavailable"}
+    server = replay(lambda path, params: json_answer(fail))
+    with pytest.raises(FlickrError) as caught:
+        replay_client(server).call("flickr.photos.search")
+    assert str(caught.value) == (
+        "Flickr error 105: Service currently unavailable (gave up after 4 tries; rerun later to resume)"
+    )

@@ -33,7 +33,7 @@ def test_killed_three_times_then_rerun_equals_one_uninterrupted_run(
     sim = start_sim(faults=faults, photos_per_class=60)
     config = config_for(sim, per_class=25, concurrency=4)
     once, killed = tmp_path / "once", tmp_path / "killed"
-    collect(config, once, sim.api_key, progress=False)
+    collect(config, once, sim.api_key)
 
     assert run(killed, config, sim.api_key, "search") == -signal.SIGKILL
     assert not list(killed.rglob("*.jpg")) and (killed / "manifest.sqlite").exists()

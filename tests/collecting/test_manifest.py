@@ -6,9 +6,9 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from photoclass.collecting.download import Checked
 from photoclass.collecting.flickr import Photo
 from photoclass.collecting.manifest import Manifest, Outcome, _cell
+from photoclass.collecting.validate import Checked
 
 
 def photo(photo_id: str, url: str = "http://x/1.jpg", title: str = "t") -> Photo:

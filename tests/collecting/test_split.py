@@ -9,7 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from photoclass.collecting.split import Member, assign_splits, class_folder, class_folders, photo_path
+from photoclass.collecting.split import (
+    Member,
+    assign_splits,
+    class_folder,
+    class_folders,
+    is_photo_id,
+    photo_path,
+)
 from photoclass.errors import ConfigError
 
 
@@ -103,6 +110,15 @@ def test_near_duplicates_share_a_split_even_across_owners() -> None:
         ("con", "con_"),
         ("x\x00y\ny", "x_y_y"),
         ("[red]bold[/red]", "red_bold_red"),
+        ("/etc/passwd", "etc_passwd"),
+        ("C:\\Windows\\System32", "C_Windows_System32"),
+        ("con.txt", "con_.txt"),  # reserved with an extension too
+        ("LPT9", "LPT9_"),
+        ("COM¹", "COM1_"),  # NFKC makes it COM1, which Windows reserves
+        ("ｃａｔ", "cat"),  # fullwidth look-alikes
+        ("ﬁsh", "fish"),  # a ligature
+        ("e\u0301te\u0301", "été"),  # combining accents, composed
+        ("owl\u202e", "owl"),  # a right-to-left override
     ],
 )
 def test_class_names_become_safe_folder_names(name: str, folder: str, tmp_path: Path) -> None:
@@ -117,11 +133,30 @@ def test_names_with_nothing_left_are_refused(name: str) -> None:
         class_folder(name)
 
 
+@pytest.mark.parametrize("letter", ["a", "猫", "\U00020000"])  # 1, 3 and 4 bytes in UTF-8
+def test_long_names_are_cut_to_a_name_every_file_system_takes(letter: str, tmp_path: Path) -> None:
+    folder = class_folder(letter * 300)
+    assert len(folder) <= 64 and len(folder.encode("utf-8")) <= 128 and set(folder) == {letter}
+    photo_path(tmp_path, "train", folder, "1").parent.mkdir(parents=True)  # the OS takes it
+
+
+def test_photo_ids_are_digits_and_nothing_else() -> None:
+    assert is_photo_id("53012345678") and is_photo_id("9" * 20)
+    for bad in ("", "9" * 21, "１２３", "-5", "1.5", "../1", "1/2", "1\x00", " 1", "٣"):
+        assert not is_photo_id(bad), bad
+
+
 def test_two_names_for_one_folder_are_refused() -> None:
     with pytest.raises(ConfigError, match="share the folder"):
         class_folders(["red fox", "red/fox"])
     with pytest.raises(ConfigError):
         class_folders(["Cat", "cat"])  # one folder on case-insensitive file systems
+    with pytest.raises(ConfigError):
+        class_folders(["STRASSE", "straße"])  # equal under Unicode case folding
+    with pytest.raises(ConfigError):
+        class_folders(["cat", "ｃａｔ"])  # equal after NFKC
+    with pytest.raises(ConfigError):
+        class_folders(["a" * 300, "a" * 200])  # equal once cut to length
 
 
 def test_photo_path_refuses_unsafe_parts(tmp_path: Path) -> None:
@@ -129,3 +164,7 @@ def test_photo_path_refuses_unsafe_parts(tmp_path: Path) -> None:
         photo_path(tmp_path, "train", "cat", "../1")
     with pytest.raises(ValueError):
         photo_path(tmp_path, "train", "../cat", "1")
+    with pytest.raises(ValueError):
+        photo_path(tmp_path, "../..", "cat", "1")
+    with pytest.raises(ValueError):
+        photo_path(tmp_path, "train", "cat", "1" * 21)

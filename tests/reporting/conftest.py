@@ -10,9 +10,9 @@ from typing import NamedTuple
 import pytest
 
 import photoclass
-from photoclass.collecting.download import Checked
 from photoclass.collecting.flickr import Photo
 from photoclass.collecting.manifest import ATTRIBUTION, MANIFEST, Manifest, Outcome
+from photoclass.collecting.validate import Checked
 from photoclass.evaluation.evaluate import Evaluation
 
 LICENSES = {4: ("Attribution License", "https://creativecommons.org/licenses/by/2.0/"),

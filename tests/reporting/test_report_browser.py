@@ -27,7 +27,7 @@ def test_report_renders_in_chromium(name: str, request: pytest.FixtureRequest) -
     print(f"screenshot: {shot}")
     assert errors == []
     assert images and all(done and width > 0 for done, width in images), images
-    expected = ["training", "confusion", "per-class", "mistakes", "gradcam", "skipped"]
+    expected = ["training", "confusion", "per-class", "calibration", "mistakes", "gradcam", "skipped"]
     if name == "binary":
         expected[3:3] = ["roc"]
         expected.append("data")

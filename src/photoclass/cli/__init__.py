@@ -3,7 +3,7 @@ and renders the result. No logic lives here; errors a user can cause become one 
 
 from __future__ import annotations
 
-import dataclasses
+import contextlib
 import functools
 import logging
 import sys
@@ -14,9 +14,10 @@ from typing import Annotated, Any
 import typer
 
 from photoclass import runtime
+from photoclass.checking.findings import DEFAULT_MODEL, FIX_CONFIDENCE
 from photoclass.cli import render
 from photoclass.cli.options import config_options, translate
-from photoclass.config import CollectConfig, TrainConfig, load
+from photoclass.config import CollectConfig, ServeConfig, TrainConfig, load
 from photoclass.errors import PhotoclassError
 from photoclass.progress import RichProgress
 from photoclass.runtime import DEVICES, ENGINES
@@ -29,10 +30,15 @@ app = typer.Typer(
 )
 
 
-def command(name: str | None = None, **kwargs: Any) -> Callable:
-    """`app.command` that turns a `PhotoclassError` into one red line and exit code 1."""
+def command(name: str | None = None, *, group: typer.Typer | None = None, **kwargs: Any) -> Callable:
+    """`app.command` (or `group`'s) that turns a `PhotoclassError` into one red line and exit
+    code 1."""
 
     def wrap(fn: Callable) -> Callable:
+        # The command list shows the docstring's first paragraph: as one line, not broken
+        # where the source wraps it.
+        kwargs.setdefault("short_help", " ".join((fn.__doc__ or "").split("\n\n")[0].split()))
+
         @functools.wraps(fn)
         def run(*args: Any, **kw: Any) -> Any:
             try:
@@ -44,7 +50,7 @@ def command(name: str | None = None, **kwargs: Any) -> Callable:
                 render.error("interrupted; rerun the same command (train: add --resume) to continue")
                 raise typer.Exit(130) from None
 
-        return app.command(name, **kwargs)(run)
+        return (group or app).command(name, **kwargs)(run)
 
     return wrap
 
@@ -61,6 +67,14 @@ EngineOpt = Annotated[
         "where installed, else PyTorch)."
     ),
 ]
+FollowOpt = Annotated[
+    bool,
+    typer.Option("--follow-symlinks", help="Follow symbolic links that lead outside the folder read."),
+]
+RejectOpt = Annotated[
+    bool,
+    typer.Option("--reject-unknown", help="Give no label to photos that look like none of the classes."),
+]
 
 
 @command()
@@ -73,6 +87,7 @@ def train(
         bool, typer.Option("--resume", help="Continue an interrupted run from its last checkpoint.")
     ] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a model already in --out.")] = False,
+    follow_symlinks: FollowOpt = False,
     config: ConfigOpt = None,
 ) -> None:
     """Train a classifier on a folder of photos and write MODEL/model.safetensors + photoclass.json.
@@ -82,8 +97,9 @@ def train(
     from photoclass import api
 
     cfg = load(TrainConfig, config, "train", options)
-    result = api.train(data, out, cfg, resume=resume, overwrite=overwrite)
-    render.metrics(result.metrics, title=f"validation ({result.meta['data']['val_source']})")
+    result = api.train(data, out, cfg, resume=resume, overwrite=overwrite, follow_symlinks=follow_symlinks)
+    if result.main:  # under torchrun, the process that wrote the model speaks for all
+        render.metrics(result.metrics, title=f"validation ({result.meta['data']['val_source']})")
 
 
 @command()
@@ -91,12 +107,19 @@ def evaluate(
     model: ModelArg,
     split: SplitArg,
     out: Annotated[
-        Path | None, typer.Option("--out", "-o", help="Folder for metrics.json [the model folder].")
+        Path | None, typer.Option("--out", "-o", help="Folder for metrics.json (default: the model folder).")
     ] = None,
     report: Annotated[bool, typer.Option("--report", help="Also write report.html there.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
+    reject_unknown: Annotated[
+        bool,
+        typer.Option(
+            "--reject-unknown", help="Leave photos that look like none of the classes out of the numbers."
+        ),
+    ] = False,
     device: DeviceOpt = "auto",
     engine: EngineOpt = "auto",
+    follow_symlinks: FollowOpt = False,
 ) -> None:
     """Accuracy with its 95% interval, loss, per-class precision/recall/F1, confusion matrix, ROC AUC.
 
@@ -111,8 +134,10 @@ def evaluate(
         split,
         metrics_out=folder / "metrics.json",
         report_out=folder / "report.html" if report else None,
+        reject_unknown=reject_unknown,
         device=device,
         engine=engine,
+        follow_symlinks=follow_symlinks,
         progress=not as_json,
     )
     render.metrics(evaluation.metrics, title=f"evaluation on {split}", as_json=as_json)
@@ -153,16 +178,27 @@ def predict(
     fmt: Annotated[
         render.Format, typer.Option("--format", "-f", help="Output format.")
     ] = render.Format.table,
+    reject_unknown: RejectOpt = False,
     device: DeviceOpt = "auto",
     engine: EngineOpt = "auto",
+    follow_symlinks: FollowOpt = False,
 ) -> None:
-    """Label new photos. Unreadable files are reported per file; exit code 1 only if none could be read.
+    """Label new photos, and flag those that look like none of the classes. Unreadable files are
+    reported per file; exit code 1 only if none could be read.
 
     Example: photoclass predict models/cats-owls photo.jpg more-photos/ --top-k 2 --format csv
     """
     from photoclass import api
 
-    predictions = api.predict(model, paths, top_k=top_k, device=device, engine=engine)
+    predictions = api.predict(
+        model,
+        paths,
+        top_k=top_k,
+        reject_unknown=reject_unknown,
+        device=device,
+        engine=engine,
+        follow_symlinks=follow_symlinks,
+    )
     render.predictions(predictions, fmt)
     if not any(p.error is None for p in predictions):
         raise typer.Exit(1)
@@ -175,7 +211,8 @@ def export(
     check: Annotated[
         list[Path] | None,
         typer.Option(
-            help="Photos or folders to compare ONNX with PyTorch on [random pixels].", show_default=False
+            help="Photos or folders to compare ONNX with PyTorch on (default: random pixels).",
+            show_default=False,
         ),
     ] = None,
 ) -> None:
@@ -195,33 +232,43 @@ def export(
 
 
 @command()
+@config_options(ServeConfig)
 def serve(
+    options: dict[str, Any],
     model: ModelArg,
-    host: Annotated[str, typer.Option(help="Address to listen on (0.0.0.0 = every network).")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port (0 = any free one).")] = 8000,
+    cors_origin: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="A browser origin allowed to call the API, e.g. https://example.org (repeatable; none)."
+        ),
+    ] = None,
+    api_key: Annotated[
+        str | None,
+        typer.Option(
+            envvar="PHOTOCLASS_SERVE_API_KEY",
+            show_default=False,
+            help="Require `Authorization: Bearer KEY` on /api/ (prefer the variable: a flag shows in `ps`).",
+        ),
+    ] = None,
+    config: ConfigOpt = None,
 ) -> None:
     """A web page to drop photos on, and a JSON API (POST a photo to /api/predict), until Ctrl-C.
 
     Example: photoclass serve models/cats-owls --port 8000
     """
+    cfg = load(ServeConfig, config, "serve", {**options, "cors_origins": tuple(cors_origin or ()) or None})
     from photoclass import api
-    from photoclass.serving import PredictServer
 
-    try:
-        server = PredictServer(api.load_model(model), host, port)
-    except OSError as e:
-        raise PhotoclassError(
-            f"cannot listen on {host}:{port} ({e.strerror}); choose another --port"
-        ) from None
-    server.warm_up()
+    server = api.serve(model, cfg, api_key=api_key)
+    auth = ' -H "Authorization: Bearer $PHOTOCLASS_SERVE_API_KEY"' if api_key else ""
     render.note(
         f"serving {model} at {server.url} (Ctrl-C stops it). Open it in a browser, or:\n"
-        f"  curl --data-binary @photo.jpg {server.url}/api/predict"
+        f"  curl{auth} --data-binary @photo.jpg {server.url}/api/predict"
     )
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        render.note("stopped")
+    # uvicorn stops gracefully on Ctrl-C, then raises the signal again for the caller.
+    with contextlib.suppress(KeyboardInterrupt):
+        server.run()
+    render.note("stopped")
 
 
 @command()
@@ -235,16 +282,80 @@ def models() -> None:
     render.models([get_model_entry(name) for name in list_models()])
 
 
+@command()
+def check(
+    data: Annotated[Path, typer.Argument(help="Dataset folder: DATA/train/<class>/*.jpg (+ val/, test/).")],
+    model: Annotated[
+        str, typer.Option(help="Pretrained model whose features describe the photos.")
+    ] = DEFAULT_MODEL,
+    report: Annotated[
+        Path | None,
+        typer.Option("--report", "-r", help="Also write an HTML page with a thumbnail of each finding."),
+    ] = None,
+    fmt: Annotated[
+        render.Format, typer.Option("--format", "-f", help="Output format.")
+    ] = render.Format.table,
+    fix: Annotated[
+        bool,
+        typer.Option("--fix", help="Move confident findings' files into DATA/_quarantine/ (never deletes)."),
+    ] = False,
+    min_confidence: Annotated[
+        float, typer.Option(help="--fix moves findings at this confidence or more.")
+    ] = FIX_CONFIDENCE,
+    undo: Annotated[
+        bool, typer.Option("--undo", help="Put back every file --fix moved (and restore the manifest).")
+    ] = False,
+    follow_symlinks: FollowOpt = False,
+) -> None:
+    """Find what is wrong with a dataset before training on it: layout, unreadable files, image
+    quality, duplicates and leakage between splits, likely mislabelled and off-topic photos, class
+    imbalance, and a collected dataset's manifest against its folder.
+
+    Example: photoclass check data/cats-owls --report check.html
+    """
+    from photoclass import api
+
+    if undo:
+        if fix:
+            raise PhotoclassError("--undo puts back what --fix moved; use one or the other")
+        moves = api.undo_check(data)
+        render.note(f"put back {len(moves)} file(s) from {data / '_quarantine'}")
+        return
+    result = api.check(
+        data,
+        model=model,
+        report_out=report,
+        fix=fix,
+        min_confidence=min_confidence,
+        follow_symlinks=follow_symlinks,
+        progress=fmt is render.Format.table,
+    )
+    render.check_result(result, fmt)
+
+
 # ----------------------------------------------------------------------------------------------
-# collect, and the Flickr simulator (photoclass.collecting, photoclass.sim)
+# collect, and the Flickr simulator
 
 
 @command()
 @config_options(CollectConfig)
 def collect(
-    classes: Annotated[list[str], typer.Argument(help="Class names; each is also the search text and tag.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Dataset folder to create or complete.")],
     options: dict[str, Any],
+    classes: Annotated[
+        list[str] | None,
+        typer.Argument(help="Class names; each is also the search text and tag.", show_default=False),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="Dataset folder to create or complete.", show_default=False),
+    ] = None,
+    check_key: Annotated[
+        bool,
+        typer.Option(
+            "--check-key",
+            help="Only check the key against the API: flickr.test.echo and one search page (no download).",
+        ),
+    ] = False,
     config: ConfigOpt = None,
 ) -> None:
     """Search Flickr for each class; download, check, de-duplicate and split the photos into
@@ -253,18 +364,22 @@ def collect(
 
     Example: photoclass collect cat owl --out data/cats-owls --per-class 960
     """
-    from photoclass.collecting import collect as collect_photos
-    from photoclass.collecting.flickr import find_api_key
+    from photoclass import api
 
-    cfg = load(CollectConfig, config, "collect", {**options, "classes": list(classes)})
-    collect_photos(cfg, out, find_api_key(config))
+    cfg = load(CollectConfig, config, "collect", {**options, "classes": list(classes or [])})
+    if check_key:
+        render.key_check(api.check_key((classes or ["cat"])[0], config=cfg, config_file=config))
+        return
+    if out is None or not classes:
+        raise typer.BadParameter("give the classes and --out (or --check-key alone)", param_hint="'--out'")
+    render.collect_summary(api.collect(classes, out, cfg, config_file=config, progress=RichProgress()))
 
 
 sim_app = typer.Typer(help="A local Flickr simulator: try `collect` with no key and no network.")
 app.add_typer(sim_app, name="sim")
 
 
-@sim_app.command("serve")
+@command("serve", group=sim_app)
 def sim_serve(
     port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 8765,
     classes: Annotated[str, typer.Option(help="Comma-separated class names.")] = "cat,owl",
@@ -275,9 +390,9 @@ def sim_serve(
 
     Example: photoclass sim serve --classes cat,owl
     """
-    from photoclass.sim import SimServer
+    from photoclass import api
 
-    sim = SimServer(tuple(classes.split(",")), photos_per_class, port=port, seed=seed)
+    sim = api.simulator(classes.split(","), photos_per_class, port=port, seed=seed)
     render.note(
         f"Flickr simulator at {sim.api_url} (Ctrl-C stops it). In another shell:\n"
         f"  FLICKR_API_KEY={sim.api_key} photoclass collect {classes.replace(',', ' ')} "
@@ -290,7 +405,7 @@ def sim_serve(
 
 
 # ----------------------------------------------------------------------------------------------
-# The whole pipeline: the tutorial in one command, and its offline demo (photoclass.pipeline)
+# The whole pipeline: the tutorial in one command, and its offline demo
 
 
 @command()
@@ -306,28 +421,32 @@ def run(
     simulator: Annotated[
         bool, typer.Option("--simulator", help="Use a local Flickr simulator: no key, no network.")
     ] = False,
+    clean: Annotated[
+        bool, typer.Option("--clean", help="Quarantine what `check` flags with confidence before training.")
+    ] = False,
     config: Annotated[
-        Path | None, typer.Option("--config", "-c", help="TOML file with [collect] and [train] tables.")
+        Path | None, typer.Option("--config", "-c", help="TOML file with \\[collect] and \\[train] tables.")
     ] = None,
 ) -> None:
-    """The reference tutorial in one command: collect photos from Flickr, train, evaluate on the
-    held-out test photos, write the report. Rerun the same command to resume after a stop.
+    """The reference tutorial in one command: collect photos from Flickr, check them, train,
+    evaluate on the held-out test photos, write the reports. Rerun the same command to resume.
 
     Example: FLICKR_API_KEY=... photoclass run cat owl --out runs/cats-owls
     """
-    from photoclass.collecting.flickr import find_api_key
-    from photoclass.pipeline import run as run_pipeline
+    from photoclass import api
 
     collect_cfg = load(CollectConfig, config, "collect", {**collect_options, "classes": list(classes)})
     train_cfg = load(TrainConfig, config, "train", train_options)
-    if simulator:
-        from photoclass.sim import SimServer
-
-        with SimServer(tuple(collect_cfg.classes), 2 * collect_cfg.per_class) as sim:
-            cfg = dataclasses.replace(collect_cfg, api_url=sim.api_url)
-            summary = run_pipeline(out, cfg, sim.api_key, train_cfg, progress=RichProgress())
-    else:
-        summary = run_pipeline(out, collect_cfg, find_api_key(config), train_cfg, progress=RichProgress())
+    summary = api.run(
+        classes,
+        out,
+        collect_cfg,
+        train_cfg,
+        simulator=simulator,
+        clean=clean,
+        config_file=config,
+        progress=RichProgress(),
+    )
     render.run_summary(summary)
 
 
@@ -342,9 +461,9 @@ def demo(
 
     Example: photoclass demo --out /tmp/photoclass-demo
     """
-    from photoclass.pipeline import demo as run_demo
+    from photoclass import api
 
-    render.run_summary(run_demo(out, progress=RichProgress()))
+    render.run_summary(api.demo(out, progress=RichProgress()))
 
 
 @app.callback()

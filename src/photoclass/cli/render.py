@@ -61,6 +61,13 @@ def metrics(metrics: dict[str, Any], *, title: str, as_json: bool = False) -> No
         out.print_json(json.dumps(metrics))
         return
     out.print(f"[bold]{title}[/]: {headline(metrics)}", highlight=False)
+    unknown = metrics.get("unknown")
+    if unknown:
+        left_out = ", left out of these numbers" if unknown["rejected"] else ""
+        out.print(
+            f"{unknown['flagged']} photo(s) ({unknown['share']:.1%}) look like none of the classes{left_out}",
+            highlight=False,
+        )
     per_class = Table("class", "precision", "recall", "F1", "photos", title="per class")
     for name, row in metrics["per_class"].items():
         per_class.add_row(
@@ -87,24 +94,32 @@ def predictions(rows: Sequence[Any], fmt: Format) -> None:
         header = ["path", "label", "probability"]
         for i in range(2, k + 1):
             header += [f"label_{i}", f"probability_{i}"]
-        writer.writerow([*header, "error"])
+        writer.writerow([*header, "unknown", "error"])
         for r in rows:
             extra = [x for label, p in r.top[1:] for x in (label, f"{p:.6f}")]
             extra += [""] * (2 * (k - 1) - len(extra))
             prob = "" if r.probability is None else f"{r.probability:.6f}"
-            writer.writerow([r.path, r.label or "", prob, *extra, r.error or ""])
+            unknown = "" if r.unknown is None else str(r.unknown).lower()
+            writer.writerow([r.path, r.label or "", prob, *extra, unknown, r.error or ""])
     else:
         table = Table("photo", "prediction", "probability")
         for r in rows:
             if r.error:
                 table.add_row(r.path, f"[red]unreadable: {r.error}[/]", "")
-            else:
-                label = ", ".join(f"{name} {p:.1%}" for name, p in r.top[1:])
+                continue
+            others = ", ".join(f"{name} {p:.1%}" for name, p in r.top[1:])
+            if r.label is None:  # rejected: looks like none of the classes
+                best, p = r.top[0]
                 table.add_row(
-                    r.path,
-                    r.label + (f"  [dim](then {label})[/]" if label else ""),
-                    f"{r.probability:.1%}",
+                    r.path, f"[yellow]unknown[/]  [dim](none of the classes; closest {best})[/]", ""
                 )
+                continue
+            flag = "  [yellow](looks like none of the classes)[/]" if r.unknown else ""
+            table.add_row(
+                r.path,
+                r.label + (f"  [dim](then {others})[/]" if others else "") + flag,
+                f"{r.probability:.1%}",
+            )
         out.print(table)
 
 
@@ -123,6 +138,38 @@ def models(entries: Sequence[Any]) -> None:
     out.print(table)
 
 
+def collect_summary(summary: Any) -> None:
+    """What `collect` left in its folder: per class, found / kept / rejected / failed and the
+    photos in each split; below, the reasons and the cost."""
+    splits = ("train", "val", "test")
+    table = Table(title=f"collected into {summary.data_dir}", title_justify="left", caption_justify="left")
+    for column in ("class", "found", "kept", "rejected", "failed", *splits):
+        table.add_column(column, justify="left" if column == "class" else "right")
+    for name, c in summary.classes.items():
+        per_split = [str(summary.splits.get(s, {}).get(name, 0)) for s in splits]
+        table.add_row(
+            escape(name), str(c.found), str(c.downloaded), str(c.rejected), str(c.failed), *per_split
+        )
+    reasons = ", ".join(f"{k} {v}" for k, v in sorted(summary.reasons.items())) or "none"
+    table.caption = (
+        f"rejected/failed by reason: {reasons}. {summary.api_calls} API calls, {summary.elapsed:.1f} s."
+        + (f" Flickr ran out of photos for: {', '.join(summary.short)}." if summary.short else "")
+    )
+    out.print(table)
+
+
+def key_check(check: Any) -> None:
+    """What `collect --check-key` saw."""
+    out.print(
+        f"[bold green]the key works[/] at {escape(check.api_url)}: flickr.test.echo answered, and a "
+        f"search for {escape(repr(check.text))} found {check.total} photos ({check.calls} API calls)",
+        highlight=False,
+    )
+    for photo in check.photos:
+        size = f"{photo.width}x{photo.height} ({photo.size})" if photo.url else "no usable size"
+        out.print(f"  {photo.id}  {size}  {escape(photo.page_url)}", highlight=False)
+
+
 def run_summary(summary: Any) -> None:
     """What `run` and `demo` did, in a few lines a newcomer can act on."""
     c = summary.collected
@@ -130,6 +177,51 @@ def run_summary(summary: Any) -> None:
     rejected = sum(n.rejected + n.failed for n in c.classes.values())
     out.print(f"[bold green]photoclass finished in {summary.seconds:.0f} s[/]", highlight=False)
     out.print(f"  photos: {kept} collected, {rejected} rejected or failed ({c.data_dir})", highlight=False)
+    out.print(f"  check:  {escape(_check_line(summary.checked))}", highlight=False)
     out.print(f"  test:   {headline(summary.evaluation.metrics)}", highlight=False)
     out.print(f"  model:  {summary.model}", highlight=False)
     out.print(f"  report: {summary.report}", highlight=False)
+
+
+def _check_line(result: Any) -> str:
+    moved = f"; {len(result.moved)} moved to {result.root / '_quarantine'}" if result.moved else ""
+    return f"{result.found()}{moved} ({result.report})"
+
+
+def check_result(result: Any, fmt: Format) -> None:
+    """`check`'s findings as a table and a summary line (or JSON, CSV); what to do next on stderr."""
+    root = result.root
+    if fmt is Format.json:
+        sys.stdout.write(json.dumps(result.to_dict(), indent=2) + "\n")
+        return
+    if fmt is Format.csv:
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        columns = ["kind", "path", "confidence", "action", "detail", "split", "label", "suggested", "other"]
+        writer.writerow(columns)
+        for finding in result.findings:
+            row = finding.to_dict(root)
+            writer.writerow(["" if row[c] is None else row[c] for c in columns])
+        return
+    if result.findings:
+        table = Table("kind", "file", "confidence", "why", "what to do")
+        for f in result.findings:
+            row = f.to_dict(root)
+            table.add_row(
+                result.kinds[f.kind].title,
+                escape(row["path"]),
+                f"{f.confidence:.2f}",
+                escape(f.detail),
+                escape(f.action),
+            )
+        out.print(table)
+    out.print(escape(result.headline()), highlight=False, soft_wrap=True)
+    if result.moved:
+        note(f"undo: photoclass check {root} --undo")
+    else:
+        movable = len(result.to_fix())
+        if movable:
+            note(
+                f"--fix would move {movable} file(s) with confidence >= {result.min_confidence:g} into {root / '_quarantine'}"
+            )
+    if result.report is not None:
+        note(f"report written to {result.report}")

@@ -1,47 +1,45 @@
-"""`collect()`: wires the Flickr search, the downloader, de-duplication, the manifest and the
-split together, one class at a time. It decides nothing the parts can decide alone."""
+"""`collect()`: wires the Flickr search, the downloader, validation, de-duplication, the
+manifest and the split together, one class at a time. It decides nothing the parts can decide
+alone, shows nothing (progress goes to a `photoclass.progress.Progress`) and returns what it
+did as a `CollectSummary` (the command line draws it as a table)."""
 
 from __future__ import annotations
 
+import functools
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
-
 from photoclass.collecting.dedup import Deduper
-from photoclass.collecting.download import Job, Result, download
-from photoclass.collecting.flickr import KEY_HELP, FlickrClient, Photo, parse_photo, size_chain
+from photoclass.collecting.download import HostWatch, Job, Result, download
+from photoclass.collecting.flickr import FlickrClient, Photo, parse_photo, size_chain
+from photoclass.collecting.licenses import license_ids
 from photoclass.collecting.manifest import ATTRIBUTION, MANIFEST, Manifest, Outcome
 from photoclass.collecting.retry import Backoff
 from photoclass.collecting.split import (
     SPLITS,
+    IncomingFolder,
     Member,
     assign_splits,
     class_folders,
     clear_incoming,
     find_photo,
-    photo_path,
     place,
     remove_partials,
 )
+from photoclass.collecting.validate import check_image
 from photoclass.config import CollectConfig, validate
-from photoclass.errors import ConfigError
-
-# Transitional: the collector still draws its own bars (to move onto photoclass.progress).
-console = Console(stderr=True)
+from photoclass.errors import ConfigError, NetworkError
+from photoclass.progress import NO_PROGRESS, Progress, Task
 
 
 @dataclass
 class ClassCounts:
     found: int = 0  # photos Flickr offered for the class (recorded in the manifest)
     downloaded: int = 0  # kept: valid and not a duplicate
-    rejected: int = 0  # bad content or duplicates
+    rejected: int = 0  # bad content, duplicates, photos gone from Flickr
     failed: int = 0  # the network gave up after retries
 
 
@@ -58,30 +56,14 @@ class CollectSummary:
     elapsed: float  # seconds, this run
     short: list[str] = field(default_factory=list)  # classes Flickr had too few photos for
 
-    def table(self) -> Table:
-        table = Table(title=f"collected into {self.data_dir}", title_justify="left", caption_justify="left")
-        for column in ("class", "found", "kept", "rejected", "failed", *SPLITS):
-            table.add_column(column, justify="left" if column == "class" else "right")
-        for name, c in self.classes.items():
-            per_split = [str(self.splits.get(s, {}).get(name, 0)) for s in SPLITS]
-            table.add_row(name, str(c.found), str(c.downloaded), str(c.rejected), str(c.failed), *per_split)
-        reasons = ", ".join(f"{k} {v}" for k, v in sorted(self.reasons.items())) or "none"
-        table.caption = (
-            f"rejected/failed by reason: {reasons}. {self.api_calls} API calls, {self.elapsed:.1f} s."
-            + (f" Flickr ran out of photos for: {', '.join(self.short)}." if self.short else "")
-        )
-        return table
-
 
 # ----------------------------------------------------------------------------------------------
 # Checks and search parameters
 
 
-def _check(config: CollectConfig, api_key: str) -> dict[str, str]:
+def _check(config: CollectConfig) -> dict[str, str]:
     """Class name -> folder, after refusing settings that cannot work (each option's own
     bounds are checked by `validate`; here, what depends on several)."""
-    if not api_key.strip():
-        raise ConfigError(f"no Flickr API key; {KEY_HELP}")
     if not config.classes:
         raise ConfigError("no classes given; name at least one, e.g. `classes=('cat', 'owl')`")
     validate(config)
@@ -93,27 +75,6 @@ def _check(config: CollectConfig, api_key: str) -> dict[str, str]:
     if unknown:
         raise ConfigError(f"`query` given for {', '.join(unknown)}, which is not among the classes")
     return class_folders(config.classes)
-
-
-def license_ids(spec: str | None, table: dict[int, tuple[str, str]]) -> str | None:
-    """`--license` ("4,5,9" or names such as "CC BY 2.0") as Flickr's comma list of ids."""
-    if not spec:
-        return None
-
-    def norm(text: str) -> str:
-        return "".join(ch for ch in text.lower() if ch.isalnum())
-
-    by_name = {norm(name): i for i, (name, _) in table.items()}
-    ids = []
-    for part in (p.strip() for p in spec.split(",") if p.strip()):
-        if part.isdigit() and int(part) in table:
-            ids.append(int(part))
-        elif norm(part) in by_name:
-            ids.append(by_name[norm(part)])
-        else:
-            known = "; ".join(f"{i} {name}" for i, (name, _) in sorted(table.items()))
-            raise ConfigError(f"unknown license '{part}'; use ids or names: {known}")
-    return ",".join(str(i) for i in sorted(set(ids)))
 
 
 def search_params(name: str, config: CollectConfig, licenses: str | None) -> dict[str, object]:
@@ -143,53 +104,42 @@ def _results(flickr: FlickrClient, params: dict[str, object], chain: tuple[str, 
             yield photo
 
 
+def _licenses(manifest: Manifest, flickr: FlickrClient, spec: str | None) -> str | None:
+    """`spec` as Flickr's ids, matched against the live table. The table saved by an earlier
+    run is used while it knows every name asked for (so a resumed run may call no API);
+    otherwise it is fetched again, since Flickr's table grows."""
+    table = manifest.licenses()
+    if table:
+        try:
+            return license_ids(spec, table)
+        except ConfigError:
+            pass
+    table = flickr.licenses()
+    manifest.save_licenses(table)
+    return license_ids(spec, table)
+
+
 # ----------------------------------------------------------------------------------------------
 # Progress
 
 
-class _Display:
-    """One bar per class: kept out of asked, with found / rejected counts beside it."""
+def _show(task: Task, counts: Counter[str]) -> None:
+    found = sum(counts.values())
+    task.update(
+        completed=counts["ok"], info=f"found {found}, rejected {counts['rejected'] + counts['failed']}"
+    )
 
-    def __init__(self, progress: Progress | None) -> None:
-        self._progress = progress
-        self._tasks: dict[str, int] = {}
 
-    def show(self, folder: str, total: int, counts: Counter[str]) -> None:
-        if self._progress is None:
-            return
-        fields = {
-            "found": sum(counts.values()),
-            "rejected": counts["rejected"] + counts["failed"],
-        }
-        if folder not in self._tasks:
-            self._tasks[folder] = self._progress.add_task(folder, total=total, **fields)
-        self._progress.update(self._tasks[folder], completed=counts["ok"], **fields)
+def _counting(task: Task, counts: Counter[str]) -> Callable[[Result], None]:
+    """A download callback: counts each result into `counts` as it lands, and shows it."""
 
-    def live(self, folder: str, total: int, counts: Counter[str]) -> Callable[[Result], None]:
-        """A download callback: counts each result into `counts` as it lands, and redraws."""
-
-        def update(result: Result) -> None:
+    def update(result: Result) -> None:
+        if result.status != "stopped":
             counts["pending"] -= 1
             counts[result.status] += 1
-            self.show(folder, total, counts)
+            _show(task, counts)
 
-        return update
-
-
-@contextmanager
-def _display(enabled: bool) -> Iterator[_Display]:
-    if not enabled:
-        yield _Display(None)
-        return
-    columns = (
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("found {task.fields[found]}, rejected {task.fields[rejected]}"),
-        TimeElapsedColumn(),
-    )
-    with Progress(*columns, console=console) as progress:
-        yield _Display(progress)
+    return update
 
 
 # ----------------------------------------------------------------------------------------------
@@ -203,14 +153,15 @@ class _Run:
     manifest: Manifest
     flickr: FlickrClient
     deduper: Deduper
-    display: _Display
+    hosts: HostWatch
     licenses: str | None
     retries: Counter[str] = field(default_factory=Counter)
 
 
-def _judge(run: _Run, folder: str, order: list[str], results: list[Result]) -> list[Outcome]:
+def _judge(run: _Run, sink: IncomingFolder, order: list[str], results: list[Result]) -> list[Outcome]:
     """Final status per photo, in search order, so that which of two duplicates is kept does
-    not depend on which download finished first."""
+    not depend on which download finished first. A photo whose host was given up on stays
+    pending, for the next run."""
     by_id = {r.id: r for r in results}
     outcomes = []
     for photo_id in order:
@@ -222,21 +173,35 @@ def _judge(run: _Run, folder: str, order: list[str], results: list[Result]) -> l
                 run.deduper.add(r.checked.sha256, r.checked.phash)
             else:
                 status = "rejected"
-                photo_path(run.out, None, folder, photo_id).unlink(missing_ok=True)
+                sink.discard(photo_id)
+        if status == "stopped":
+            status, error = "pending", None
         run.retries.update(r.retried)
         outcomes.append(Outcome(photo_id, status, error, r.checked, r.attempts))
     return outcomes
 
 
-def _collect_class(run: _Run, name: str, folder: str) -> bool:
+def _refusing(hosts: dict[str, Counter[str]]) -> NetworkError:
+    host, reasons = next(iter(hosts.items()))
+    how = "is rate-limiting" if reasons["http_429"] else "keeps failing"
+    seen = ", ".join(f"{reason} x{n}" for reason, n in reasons.most_common())
+    return NetworkError(
+        f"photo host {host} {how} ({sum(reasons.values())} requests in a row refused: {seen}); "
+        "rerun later to resume"
+    )
+
+
+def _collect_class(run: _Run, name: str, folder: str, task: Task) -> bool:
     """Download until the class has `per_class` kept photos; False if Flickr ran out first."""
     config, manifest = run.config, run.manifest
     if manifest.count(folder, "ok") < config.per_class:
         manifest.retry_failed(folder)
     params = search_params(name, config, run.licenses)
     found: Iterator[Photo] | None = None  # searched lazily: a resumed run may need no API call
+    sink = IncomingFolder(run.out, folder)
+    validate_photo = functools.partial(check_image, min_side=config.min_side, max_pixels=config.max_pixels)
     counts = manifest.counts().get(folder, Counter())
-    run.display.show(folder, config.per_class, counts)
+    _show(task, counts)
     while (need := config.per_class - counts["ok"]) > 0:
         batch = manifest.pending(folder, need)
         if len(batch) < need:
@@ -246,12 +211,14 @@ def _collect_class(run: _Run, name: str, folder: str) -> bool:
             batch = manifest.pending(folder, need)
             if not batch:
                 return False
-        jobs = [Job(r["id"], r["image_url"], photo_path(run.out, None, folder, r["id"])) for r in batch]
-        live = run.display.live(folder, config.per_class, manifest.counts()[folder])
-        results = download(jobs, config, on_result=live)
-        manifest.record(_judge(run, folder, [job.id for job in jobs], results))
+        jobs = [Job(r["id"], r["image_url"]) for r in batch]
+        live = _counting(task, manifest.counts()[folder])
+        results = download(jobs, config, validate=validate_photo, sink=sink, hosts=run.hosts, on_result=live)
+        manifest.record(_judge(run, sink, [job.id for job in jobs], results))
+        if down := run.hosts.down():
+            raise _refusing(down)
         counts = manifest.counts()[folder]
-        run.display.show(folder, config.per_class, counts)
+        _show(task, counts)
     return True
 
 
@@ -277,67 +244,73 @@ def _split(run: _Run) -> dict[str, dict[str, int]]:
     return counts
 
 
-def collect(config: CollectConfig, out: Path, api_key: str, *, progress: bool = True) -> CollectSummary:
+def collect(
+    config: CollectConfig, out: Path, api_key: str | None = None, *, progress: Progress = NO_PROGRESS
+) -> CollectSummary:
     """Collect `config.per_class` photos for each of `config.classes` from Flickr into `out`.
 
     Writes `out/{train,val,test}/<class>/<photo-id>.jpg`, `out/manifest.sqlite` (every photo
     found, with its status) and `out/ATTRIBUTION.csv`. Rerunning the same call after an
     interruption downloads only what is missing; rerunning a finished one changes nothing.
+    `api_key` defaults to the one the environment holds (`flickr.find_api_key`). Progress is
+    one task per class (kept photos out of `per_class`, with found and rejected counts).
+
+    Raises `ConfigError` for settings that cannot work, `FlickrError` when Flickr refuses a
+    call, `NetworkError` when the API or a photo host keeps refusing (what was downloaded is
+    kept: rerun later to resume).
 
         >>> summary = collect(CollectConfig(classes=("cat", "owl")), Path("data"), key)  # doctest: +SKIP
         >>> summary.splits["test"]
         {'cat': 96, 'owl': 96}
     """
     started = time.monotonic()
-    folders = _check(config, api_key)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    remove_partials(out)
+    folders = _check(config)
     backoff = Backoff(config.retries, config.backoff)
-    with (
-        Manifest(out / MANIFEST) as manifest,
-        FlickrClient(
-            api_key,
-            api_url=config.api_url,
-            rate=config.api_rate,
-            budget=config.api_budget,
-            backoff=backoff,
-            timeout=config.timeout,
-        ) as flickr,
-        _display(progress) as display,
-    ):
-        table = manifest.licenses()
-        if not table:
-            table = flickr.licenses()
-            manifest.save_licenses(table)
-        # Kept photos whose file has gone (deleted by hand) are downloaded again.
-        manifest.requeue([r["id"] for r in manifest.kept() if find_photo(out, r["class"], r["id"]) is None])
-        deduper = Deduper(config.dedup_distance)
-        for row in manifest.kept():
-            deduper.add(row["sha256"], row["phash"])
-        run = _Run(config, out, manifest, flickr, deduper, display, license_ids(config.license, table))
-        short = [folder for name, folder in folders.items() if not _collect_class(run, name, folder)]
-        splits = _split(run)
-        manifest.write_attribution(out / ATTRIBUTION)
-        counts = manifest.counts()
-        summary = CollectSummary(
-            data_dir=out,
-            classes={
-                folder: ClassCounts(
-                    found=sum(counts.get(folder, Counter()).values()),
-                    downloaded=counts.get(folder, Counter())["ok"],
-                    rejected=counts.get(folder, Counter())["rejected"],
-                    failed=counts.get(folder, Counter())["failed"],
-                )
-                for folder in folders.values()
-            },
-            reasons=dict(manifest.reasons()),
-            retries=dict(run.retries),
-            splits=splits,
-            api_calls=flickr.calls,
-            elapsed=time.monotonic() - started,
-            short=short,
-        )
-    if progress:
-        console.print(summary.table())
+    with FlickrClient(
+        api_key,
+        api_url=config.api_url,
+        rate=config.api_rate,
+        budget=config.api_budget,
+        backoff=backoff,
+        timeout=config.timeout,
+    ) as flickr:
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        remove_partials(out)
+        with Manifest(out / MANIFEST) as manifest:
+            licenses = _licenses(manifest, flickr, config.license)
+            # Kept photos whose file has gone (deleted by hand) are downloaded again.
+            manifest.requeue(
+                [r["id"] for r in manifest.kept() if find_photo(out, r["class"], r["id"]) is None]
+            )
+            deduper = Deduper(config.dedup_distance)
+            for row in manifest.kept():
+                deduper.add(row["sha256"], row["phash"])
+            run = _Run(config, out, manifest, flickr, deduper, HostWatch(config.host_refusals), licenses)
+            short = []
+            for name, folder in folders.items():
+                with progress.task(folder, total=config.per_class) as task:
+                    if not _collect_class(run, name, folder, task):
+                        short.append(folder)
+            splits = _split(run)
+            manifest.write_attribution(out / ATTRIBUTION)
+            counts = manifest.counts()
+            summary = CollectSummary(
+                data_dir=out,
+                classes={
+                    folder: ClassCounts(
+                        found=sum(counts.get(folder, Counter()).values()),
+                        downloaded=counts.get(folder, Counter())["ok"],
+                        rejected=counts.get(folder, Counter())["rejected"],
+                        failed=counts.get(folder, Counter())["failed"],
+                    )
+                    for folder in folders.values()
+                },
+                reasons=dict(manifest.reasons()),
+                retries=dict(run.retries),
+                splits=splits,
+                api_calls=flickr.calls,
+                elapsed=time.monotonic() - started,
+                short=short,
+            )
     return summary

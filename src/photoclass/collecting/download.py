@@ -1,161 +1,95 @@
-"""Fetch photos: concurrent, paced per host, retried, validated, written atomically.
+"""Fetch photos: concurrent, paced per host, retried, and given up on when a host keeps refusing.
 
-A photo is written to a hidden temporary name in its target folder and renamed into place
-only after its whole JPEG stream decoded, so a killed run never leaves a partial `.jpg`.
-Every job ends in a `Result` with a status and, if it failed, a short reason: one bad photo
-never stops the others.
+The downloader only fetches. What a body must be to be kept is the `validate` function it is
+handed (`collecting.validate.check_image` for photos), and where a kept body goes is the
+`sink` (`collecting.split.IncomingFolder`), the way img2dataset's `Downloader` is handed its
+reader, resizer and writer. Every job ends in a `Result` with a status and, if it was not
+kept, a short reason: one bad photo never stops the others.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import io
-import os
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import httpx
-from PIL import Image
 
-from photoclass.collecting.dedup import phash
 from photoclass.collecting.flickr import USER_AGENT
 from photoclass.collecting.retry import Backoff, parse_retry_after, retryable_status
 from photoclass.config import CollectConfig
 
 MAX_BYTES = 64 * 2**20  # no photo at a Flickr display size comes near this
+# Flickr answers a photo it no longer has (deleted, or made private) with a redirect to an
+# image whose name says so, e.g. https://s.yimg.com/pw/images/en-us/photo_unavailable.png.
+PLACEHOLDER = "photo_unavailable"
+GONE = {404: "http_404", 410: "http_410"}  # the host says the photo will not come back
+
+# A body, with its Content-Type, is either kept (the validator returns what it learned) or not
+# (the validator returns the reason, a short string).
+Validator = Callable[[bytes, str], Any]
+
+
+class Sink(Protocol):
+    """Where kept bodies go, by job id."""
+
+    def saved(self, job_id: str) -> bytes | None:
+        """The body an earlier (perhaps killed) run saved for this job, if any."""
+
+    def save(self, job_id: str, body: bytes) -> None:
+        """Keep this body: whole or absent, if the process is killed at any point."""
+
+    def flush(self) -> None:
+        """Make what `save` kept durable; `download` calls it once, before it returns."""
 
 
 @dataclass(frozen=True)
 class Job:
     id: str
     url: str
-    dest: Path
-
-
-@dataclass(frozen=True)
-class Checked:
-    """What validation learned about a good photo."""
-
-    width: int
-    height: int
-    sha256: str
-    phash: str
 
 
 @dataclass(frozen=True)
 class Result:
     id: str
-    status: str  # "ok" | "rejected" (bad content) | "failed" (network, after retries)
+    # "ok" (kept), "rejected" (bad content, or gone from the host: final), "failed" (the
+    # network gave up after retries), "stopped" (not tried to the end: its host was given up
+    # on, see `HostWatch`)
+    status: str
     error: str | None = None
-    checked: Checked | None = None
+    checked: Any = None  # what the validator returned for a kept body
     attempts: int = 0
     retried: tuple[str, ...] = ()  # why earlier attempts failed
 
 
-# ----------------------------------------------------------------------------------------------
-# Validation
+class HostWatch:
+    """Counts, per host, the requests refused in a row (429, 5xx, timeouts, broken
+    connections); a host that refuses `limit` in a row is given up on until the next run.
 
+    Without it a host that refuses everything costs every photo its full round of retries,
+    and the collector, finding no photo kept, pulls more search results, forever."""
 
-_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._refused: dict[str, Counter[str]] = {}
 
+    def answered(self, host: str) -> None:
+        self._refused.pop(host, None)
 
-def jpeg_size(data: bytes) -> tuple[int, int] | None:
-    """(width, height) from a JPEG's frame header, or None if `data` is not a JPEG.
+    def refused(self, host: str, reason: str) -> None:
+        self._refused.setdefault(host, Counter())[reason] += 1
 
-    Read by hand so that a decompression bomb is refused before any decoder sees it.
-    """
-    if data[:2] != b"\xff\xd8":
-        return None
-    at = 2
-    while at + 4 <= len(data):
-        if data[at] != 0xFF:
-            return None
-        marker = data[at + 1]
-        if marker == 0xFF:  # fill byte
-            at += 1
-            continue
-        if marker in _SOF and at + 9 <= len(data):
-            height, width = (
-                int.from_bytes(data[at + 5 : at + 7], "big"),
-                int.from_bytes(data[at + 7 : at + 9], "big"),
-            )
-            return width, height
-        if marker in (0xD9, 0xDA):  # end of image or start of scan, and still no frame header
-            return None
-        at += 2 + int.from_bytes(data[at + 2 : at + 4], "big")
-    return None
+    def given_up(self, host: str) -> bool:
+        return sum(self._refused.get(host, Counter()).values()) >= self.limit
 
-
-def check_image(body: bytes, content_type: str, min_side: int, max_pixels: int) -> Checked | str:
-    """A downloaded body as a `Checked` photo, or the reason it is not one.
-
-    The whole entropy-coded stream is decoded, so truncation and broken markers are caught;
-    damage that still decodes, such as flipped bits inside the scan, is not. `draft` has
-    libjpeg decode to grey at 1/8 scale, which skips colour conversion and most of the inverse
-    DCT but none of the stream: about a third of the cost of a full decode, and the
-    perceptual hash needs no more.
-    """
-    if not body:
-        return "empty"
-    if "html" in content_type.lower() or body.lstrip()[:1] == b"<":
-        return "html"  # an error page served with status 200
-    size = jpeg_size(body)
-    if size is None:
-        return "not_jpeg"  # Flickr's "photo unavailable" placeholder is a PNG
-    width, height = size
-    if width * height > max_pixels:
-        return "too_large"
-    if min(width, height) < min_side:
-        return "too_small"
-    try:
-        with Image.open(io.BytesIO(body)) as image:
-            image.draft("L", (max(1, width // 8), max(1, height // 8)))
-            image.load()
-            perceptual = phash(image)
-    except (OSError, ValueError, SyntaxError) as e:
-        return "truncated" if "truncated" in str(e) else "corrupt"
-    return Checked(width, height, hashlib.sha256(body).hexdigest(), perceptual)
-
-
-def write_atomic(dest: Path, body: bytes) -> None:
-    """Write `dest` so that it either does not exist or is complete.
-
-    No fsync: a process kill cannot leave a partial file this way; only a power cut could,
-    and syncing every photo would cost more than downloading the odd one again.
-    """
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    # One name per process is enough (a process fetches a photo once at a time), and it costs
-    # half of what `mkstemp`'s search for a free random name does.
-    temp = dest.with_name(f".{dest.name}.{os.getpid()}.part")
-    try:
-        temp.write_bytes(body)
-        os.replace(temp, dest)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
-
-
-def _keep(body: bytes, content_type: str, dest: Path, config: CollectConfig) -> Checked | str:
-    checked = check_image(body, content_type, config.min_side, config.max_pixels)
-    if isinstance(checked, Checked):
-        write_atomic(dest, body)
-    return checked
-
-
-def _check_saved(dest: Path, config: CollectConfig) -> Checked | None:
-    """A photo saved by an interrupted run, if it is still whole."""
-    checked = check_image(dest.read_bytes(), "image/jpeg", config.min_side, config.max_pixels)
-    return checked if isinstance(checked, Checked) else None
-
-
-# ----------------------------------------------------------------------------------------------
-# Fetching
+    def down(self) -> dict[str, Counter[str]]:
+        """The hosts given up on, with how their refusals in a row were answered."""
+        return {host: reasons for host, reasons in self._refused.items() if self.given_up(host)}
 
 
 class HostPacer:
@@ -186,13 +120,18 @@ class _Body:
 @dataclass(frozen=True)
 class _Failure:
     reason: str
-    retry: bool
+    retry: bool  # a later attempt may succeed
     retry_after: float | None = None
+    final: bool = False  # the photo is gone for good: never ask again
 
 
 async def _get(client: httpx.AsyncClient, url: str) -> _Body | _Failure:
     try:
         async with client.stream("GET", url) as response:
+            if PLACEHOLDER in response.url.path:
+                return _Failure("unavailable", retry=False, final=True)
+            if response.status_code in GONE:
+                return _Failure(GONE[response.status_code], retry=False, final=True)
             if response.status_code != 200:
                 retry = retryable_status(response.status_code)
                 retry_after = parse_retry_after(response.headers.get("Retry-After"), time.time())
@@ -218,38 +157,64 @@ async def _get(client: httpx.AsyncClient, url: str) -> _Body | _Failure:
         return _Failure("connection", retry=True)
 
 
-async def _fetch(
-    client: httpx.AsyncClient, pacer: HostPacer, job: Job, config: CollectConfig, backoff: Backoff
-) -> Result:
-    if job.dest.exists():  # saved by a run that was killed before recording it
-        checked = await asyncio.to_thread(_check_saved, job.dest, config)
-        if checked is not None:
+@dataclass(frozen=True)
+class _Stage:
+    """What one `download` call does with what it fetches, and how politely."""
+
+    validate: Validator
+    sink: Sink
+    backoff: Backoff
+    pacer: HostPacer
+    hosts: HostWatch
+
+
+def _keep(stage: _Stage, job_id: str, body: _Body) -> Any:
+    """Validate, and save what passes; returns what the validator returned."""
+    checked = stage.validate(body.data, body.content_type)
+    if not isinstance(checked, str):
+        stage.sink.save(job_id, body.data)
+    return checked
+
+
+async def _fetch(client: httpx.AsyncClient, stage: _Stage, job: Job) -> Result:
+    # Asked on the event loop, not in a thread: there is usually nothing, and a failed open
+    # costs microseconds, where a trip through the thread pool would queue every request
+    # behind the photos being decoded there.
+    saved = stage.sink.saved(job.id)
+    if saved is not None:  # saved by a run killed before recording it
+        checked = await asyncio.to_thread(stage.validate, saved, "image/jpeg")
+        if not isinstance(checked, str):
             return Result(job.id, "ok", checked=checked)
     host = urlsplit(job.url).netloc
     retried: list[str] = []
-    for attempt in range(backoff.retries + 1):
-        await pacer.wait(host)
+    for attempt in range(stage.backoff.retries + 1):
+        if stage.hosts.given_up(host):
+            return Result(job.id, "stopped", "host_refusing", attempts=attempt, retried=tuple(retried))
+        await stage.pacer.wait(host)
         got = await _get(client, job.url)
+        done = {"attempts": attempt + 1, "retried": tuple(retried)}
         if isinstance(got, _Body):
-            kept = await asyncio.to_thread(_keep, got.data, got.content_type, job.dest, config)
-            if isinstance(kept, Checked):
-                return Result(job.id, "ok", checked=kept, attempts=attempt + 1, retried=tuple(retried))
-            return Result(job.id, "rejected", kept, attempts=attempt + 1, retried=tuple(retried))
+            stage.hosts.answered(host)
+            kept = await asyncio.to_thread(_keep, stage, job.id, got)
+            if isinstance(kept, str):
+                return Result(job.id, "rejected", kept, **done)
+            return Result(job.id, "ok", checked=kept, **done)
         if not got.retry:
-            return Result(job.id, "failed", got.reason, attempts=attempt + 1, retried=tuple(retried))
+            if got.reason != "bad_url":  # a request that reached the host, and was answered
+                stage.hosts.answered(host)
+            return Result(job.id, "rejected" if got.final else "failed", got.reason, **done)
+        stage.hosts.refused(host, got.reason)
         retried.append(got.reason)
         if got.reason == "http_429":
-            pacer.hold(host, got.retry_after or backoff.base)
-        if attempt < backoff.retries:
-            await asyncio.sleep(backoff.delay(attempt, got.retry_after))
+            stage.pacer.hold(host, got.retry_after or stage.backoff.base)
+        if attempt < stage.backoff.retries:
+            await asyncio.sleep(stage.backoff.delay(attempt, got.retry_after))
     return Result(job.id, "failed", retried[-1], attempts=len(retried), retried=tuple(retried[:-1]))
 
 
 async def _download(
-    jobs: Sequence[Job], config: CollectConfig, on_result: Callable[[Result], None] | None
+    jobs: Sequence[Job], config: CollectConfig, stage: _Stage, on_result: Callable[[Result], None] | None
 ) -> list[Result]:
-    backoff = Backoff(config.retries, config.backoff)
-    pacer = HostPacer(config.rate)
     queue = deque(jobs)
     results: list[Result] = []
     tls = httpx.create_ssl_context()  # loading the CA bundle takes ~20 ms: once, not per worker
@@ -266,26 +231,48 @@ async def _download(
             headers={"User-Agent": USER_AGENT},
         ) as client:
             while queue:
-                result = await _fetch(client, pacer, queue.popleft(), config, backoff)
+                result = await _fetch(client, stage, queue.popleft())
                 results.append(result)
                 if on_result is not None:
                     on_result(result)
 
     await asyncio.gather(*(worker() for _ in range(min(config.concurrency, len(jobs)))))
+    await asyncio.to_thread(stage.sink.flush)
     return results
 
 
 def download(
-    jobs: Sequence[Job], config: CollectConfig, on_result: Callable[[Result], None] | None = None
+    jobs: Sequence[Job],
+    config: CollectConfig,
+    *,
+    validate: Validator,
+    sink: Sink,
+    hosts: HostWatch | None = None,
+    on_result: Callable[[Result], None] | None = None,
 ) -> list[Result]:
-    """Fetch, validate and save every job, `config.concurrency` at a time.
+    """Fetch every job, `config.concurrency` at a time, at most `config.rate` requests a
+    second per host, retrying what may succeed later (`config.retries`, `config.backoff`).
 
-    Returns one `Result` per job, in completion order; `on_result` sees each as it completes.
+    Each body goes through `validate(body, content_type)`; what passes goes to
+    `sink.save(job.id, body)`, and `sink.flush()` is called once at the end, so what the
+    results call "ok" is on the disk. A job the sink already holds a valid body for is not
+    fetched.
+    `hosts` counts refusals across calls (one per run; a new one, limited to
+    `config.host_refusals`, by default). Returns one `Result` per job, in completion order;
+    `on_result` sees each as it completes.
     """
+    stage = _Stage(
+        validate,
+        sink,
+        Backoff(config.retries, config.backoff),
+        HostPacer(config.rate),
+        hosts or HostWatch(config.host_refusals),
+    )
+    work = _download(jobs, config, stage, on_result)
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        return asyncio.run(_download(jobs, config, on_result))
+        return asyncio.run(work)
     # Called from inside an event loop (a notebook): run ours in a thread of its own.
     with ThreadPoolExecutor(1) as thread:
-        return thread.submit(asyncio.run, _download(jobs, config, on_result)).result()
+        return thread.submit(asyncio.run, work).result()

@@ -1,18 +1,23 @@
-"""The Flickr REST API over httpx: search and licenses, paced, retried, past the 4,000 cap.
+"""The Flickr REST API over httpx: search and licenses, paced, retried, past the 4,000 cap;
+the API-key lookup; `check_key`, the smoke test against the real endpoint.
 
     >>> with FlickrClient(api_key) as flickr:                                 # doctest: +SKIP
     ...     for item in flickr.search({"text": "owl", "tags": "owl", "extras": "url_c"}):
     ...         print(item["id"], item.get("url_c"))
 
 Calls go out as POST forms, so the API key is never part of a URL: it cannot leak through
-httpx's request logging, an exception message or a proxy log.
+httpx's request logging, an exception message or a proxy log. Answers are read as Flickr
+gives them, not as its documentation promises: JSON or JSONP, numbers as strings, `stat: fail`
+in JSON or in XML, error pages in HTML.
 """
 
 from __future__ import annotations
 
+import html
 import json
 import logging
 import os
+import re
 import time
 from collections import deque
 from collections.abc import Callable, Generator, Iterator
@@ -23,8 +28,9 @@ from typing import Any
 import httpx
 
 from photoclass.collecting.retry import RETRY_CODES, Backoff, parse_retry_after, retryable_status
+from photoclass.collecting.split import is_photo_id
 from photoclass.config import read_toml
-from photoclass.errors import ConfigError, FlickrError, PhotoclassError
+from photoclass.errors import ConfigError, FlickrError, NetworkError
 
 log = logging.getLogger(__name__)
 
@@ -38,9 +44,14 @@ SIZES = {"t": 100, "s": 240, "n": 320, "m": 500, "z": 640, "c": 800, "l": 1024}
 USER_AGENT = "photoclass/0.1 (+https://github.com/photoclass/photoclass)"
 
 
-def find_api_key(config_file: Path | None = None) -> str:
-    """The Flickr API key: `flickr_api_key` in `config_file`, else $FLICKR_API_KEY, else
-    `flickr_api_key` in ~/.config/photoclass/config.toml (top level or under [collect])."""
+def find_api_key(api_key: str | None = None, config_file: Path | None = None) -> str:
+    """The Flickr API key: `api_key` when given, else `flickr_api_key` in `config_file`, else
+    $FLICKR_API_KEY, else `flickr_api_key` in ~/.config/photoclass/config.toml (top level or
+    under [collect]). The one place a key is looked up; no key is a `ConfigError`."""
+    if api_key is not None:
+        if api_key.strip():
+            return api_key.strip()
+        raise ConfigError(f"the Flickr API key given is empty; {KEY_HELP}")
     user_config = (
         Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "photoclass/config.toml"
     )
@@ -90,11 +101,15 @@ class Photo:
         return f"https://www.flickr.com/photos/{self.owner}/{self.id}"
 
 
+_NSID = re.compile(r"[0-9A-Za-z@_.-]{1,64}")  # an owner id: "12037949754@N01"
+
+
 def parse_photo(item: dict[str, Any], chain: tuple[str, ...]) -> Photo | None:
     """A search result as a `Photo` (with `url` "" if it has no size in `chain`), or None for
-    a malformed id or owner: Flickr's are ASCII digits and NSIDs, and both end up in paths."""
+    a malformed id or owner: the id becomes a file name and the owner a link, so an id must be
+    what Flickr's are (ASCII digits, a 64-bit number) and an owner an NSID."""
     photo_id, owner = str(item.get("id", "")), str(item.get("owner", ""))
-    if not (photo_id.isascii() and photo_id.isdigit()) or "/" in owner:
+    if not is_photo_id(photo_id) or not _NSID.fullmatch(owner):
         return None
     size = next((s for s in chain if item.get(f"url_{s}")), "")
     return Photo(
@@ -115,7 +130,7 @@ def _int(value: object) -> int:
     """Flickr sends some numbers as strings (license, dateupload, older totals)."""
     try:
         return int(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # None, "abc", NaN, Infinity
         return -1
 
 
@@ -159,11 +174,12 @@ class _Retry:
 
 
 class FlickrClient:
-    """A Flickr API session: one key, one pace, one count of calls made."""
+    """A Flickr API session: one key, one pace, one count of calls made. The key is
+    `find_api_key(api_key)`: the one given, or the one the environment holds."""
 
     def __init__(
         self,
-        api_key: str,
+        api_key: str | None = None,
         *,
         api_url: str = API_URL,
         rate: float = 1.0,
@@ -173,9 +189,7 @@ class FlickrClient:
         transport: httpx.BaseTransport | None = None,
         pacer: Pacer | None = None,
     ) -> None:
-        if not api_key.strip():
-            raise ConfigError(f"no Flickr API key; {KEY_HELP}")
-        self.api_url, self._key, self._backoff = api_url, api_key.strip(), backoff
+        self.api_url, self._key, self._backoff = api_url, find_api_key(api_key), backoff
         self._pacer = pacer or Pacer(rate, budget)
         self._http = httpx.Client(timeout=timeout, transport=transport, headers={"User-Agent": USER_AGENT})
         self.calls = 0
@@ -192,7 +206,11 @@ class FlickrClient:
     # -- one call ----------------------------------------------------------------------------
 
     def call(self, method: str, **params: object) -> dict[str, Any]:
-        """One API method; retried with backoff when Flickr or the network says "later"."""
+        """One API method; retried with backoff when Flickr or the network says "later".
+
+        Raises `FlickrError` when Flickr answers `stat: fail` (at once, or after the retries
+        for the codes that mean "later"), `NetworkError` when the endpoint keeps refusing or
+        cannot be reached."""
         form = {"method": method, "api_key": self._key, "format": "json", "nojsoncallback": 1}
         form |= {k: v for k, v in params.items() if v is not None}
         for attempt in range(self._backoff.retries + 1):
@@ -201,16 +219,20 @@ class FlickrClient:
                 return outcome
             delay = self._backoff.delay(attempt, outcome.retry_after)
             if attempt < self._backoff.retries:
-                log.info("%s: %s; retrying in %.1f s", method, outcome.reason, delay)
+                said = (
+                    outcome.reason
+                    if outcome.code is None
+                    else f"Flickr error {outcome.code}: {outcome.reason}"
+                )
+                log.info("%s: %s; retrying in %.1f s", method, said, delay)
                 time.sleep(delay)
         tries = self._backoff.retries + 1
         if outcome.code is not None:
             message = f"{outcome.reason} (gave up after {tries} tries; rerun later to resume)"
             raise FlickrError(outcome.code, self._redact(message))
-        raise PhotoclassError(
+        raise NetworkError(
             self._redact(
-                f"Flickr API at {self.api_url} failed {tries} times ({outcome.reason}); "
-                "rerun the same command later to resume"
+                f"Flickr API at {self.api_url} failed {tries} times ({outcome.reason}); rerun later to resume"
             )
         )
 
@@ -223,18 +245,28 @@ class FlickrClient:
             return _Retry(f"{type(e).__name__}: {self._redact(str(e))}")
         if retryable_status(response.status_code):
             retry_after = parse_retry_after(response.headers.get("Retry-After"), time.time())
-            return _Retry(f"HTTP {response.status_code}", retry_after)
+            gist = _gist(response.text)
+            return _Retry(f"HTTP {response.status_code}" + (f" {gist}" if gist else ""), retry_after)
+        if response.status_code in (404, 405):
+            raise ConfigError(
+                f"{self.api_url} answered HTTP {response.status_code}: no Flickr API there; check `api_url`"
+            )
         if response.status_code != 200:
-            raise PhotoclassError(
-                f"Flickr API at {self.api_url} answered HTTP {response.status_code}; check `api_url`"
+            raise NetworkError(
+                self._redact(
+                    f"Flickr API at {self.api_url} refused the call with HTTP {response.status_code}"
+                )
             )
         try:
             payload = _decode(response.text)
-        except ValueError:  # a proxy's or CDN's error page with status 200
-            return _Retry("the answer was not JSON")
+        except ValueError:
+            failure = _xml_failure(response.text)
+            if failure is None:  # a proxy's or CDN's error page with status 200
+                return _Retry("the answer was not JSON")
+            payload = failure
         if payload.get("stat") == "ok":
             return payload
-        code, message = _int(payload.get("code")), str(payload.get("message", "unknown error"))
+        code, message = _int(payload.get("code")), _one_line(str(payload.get("message", "unknown error")))
         if code in RETRY_CODES:
             return _Retry(message, code=code)
         if code == 100:
@@ -265,8 +297,11 @@ class FlickrClient:
         if total > MAX_RESULTS:
             yield from self._windows(params, seen, FLICKR_EPOCH, int(time.time()))
 
-    def _page(self, params: dict[str, object], page: int) -> dict[str, Any]:
-        return self.call("flickr.photos.search", **params, per_page=PER_PAGE, page=page)["photos"]
+    def _page(self, params: dict[str, object], page: int, per_page: int = PER_PAGE) -> dict[str, Any]:
+        photos = self.call("flickr.photos.search", **params, per_page=per_page, page=page).get("photos")
+        if not isinstance(photos, dict):
+            raise ConfigError(f"{self.api_url} answered a search without its page of photos; check `api_url`")
+        return photos
 
     def _pages(
         self, params: dict[str, object], seen: set[str], first: dict[str, Any] | None = None
@@ -277,8 +312,9 @@ class FlickrClient:
         last = min(_int(page.get("pages")), MAX_RESULTS // PER_PAGE)
         number = 1
         while True:
-            for item in page.get("photo", []):
-                if str(item.get("id")) not in seen:
+            items = page.get("photo")
+            for item in items if isinstance(items, list) else []:
+                if isinstance(item, dict) and str(item.get("id")) not in seen:
                     seen.add(str(item.get("id")))
                     yield item
             number += 1
@@ -301,12 +337,81 @@ class FlickrClient:
             yield from self._pages(window, seen, first)
 
 
+@dataclass(frozen=True)
+class KeyCheck:
+    """What `check_key` saw: the endpoint answered a key-checked call, and one search."""
+
+    api_url: str
+    text: str  # what was searched for
+    total: int  # photos Flickr has for it
+    photos: list[Photo]  # the first few results, with the image URL a download would use
+    calls: int
+
+
+def check_key(flickr: FlickrClient, text: str = "cat", size: str = "c") -> KeyCheck:
+    """The smallest proof that this client works against an endpoint with this key:
+    `flickr.test.echo` (which checks the key) and the first page of one search, 5 results."""
+    flickr.call("flickr.test.echo")
+    chain = size_chain(size)
+    params = {"text": text, "extras": ",".join(f"url_{s}" for s in chain)}
+    page = flickr._page(params, 1, per_page=5)
+    items = page.get("photo")
+    photos = (
+        [parse_photo(item, chain) for item in items if isinstance(item, dict)]
+        if isinstance(items, list)
+        else []
+    )
+    return KeyCheck(flickr.api_url, text, _int(page.get("total")), [p for p in photos if p], flickr.calls)
+
+
 def _decode(text: str) -> dict[str, Any]:
     """Flickr's JSON, or JSONP if `nojsoncallback` was lost on the way."""
     text = text.strip()
     if text.startswith("jsonFlickrApi(") and text.endswith(")"):
         text = text[len("jsonFlickrApi(") : -1]
-    payload = json.loads(text)
+    try:
+        payload = json.loads(text)
+    except RecursionError:  # nested deeper than Python's stack: not an answer Flickr gives
+        raise ValueError("JSON nested too deeply") from None
     if not isinstance(payload, dict):
         raise ValueError("not a JSON object")
     return payload
+
+
+_XML_FAIL = re.compile(r"<rsp\s[^>]*stat=[\"']fail[\"'][^>]*>\s*<err\b([^>]*)>", re.S)
+_ATTRIBUTE = re.compile(r"(\w+)\s*=\s*(?:\"([^\"]*)\"|'([^']*)')")
+
+
+def _xml_failure(text: str) -> dict[str, Any] | None:
+    """`<rsp stat="fail"><err code="105" msg="..."/></rsp>`, which Flickr now and then sends
+    although JSON was asked for, as the JSON envelope would say it; None for anything else.
+    Read with a regular expression: no XML parser (and its entity expansion) sees the body."""
+    found = _XML_FAIL.search(text[:4096])
+    if found is None:
+        return None
+    attributes = {
+        m[1]: html.unescape(m[2] if m[2] is not None else m[3]) for m in _ATTRIBUTE.finditer(found[1])
+    }
+    return {"stat": "fail", "code": attributes.get("code"), "message": attributes.get("msg", "unknown error")}
+
+
+_TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.S | re.I)
+
+
+def _gist(body: str) -> str:
+    """What an error answer says, in a few words: Flickr's code and message (JSON or XML), or
+    an HTML page's title ("429 Too Many Requests"); "" when it says nothing readable."""
+    try:
+        payload: dict[str, Any] | None = _decode(body)
+    except ValueError:
+        payload = _xml_failure(body)
+    if payload is not None and payload.get("stat") == "fail":
+        return f"(Flickr error {_int(payload.get('code'))}: {_one_line(str(payload.get('message')))})"
+    title = _TITLE.search(body[:4096])
+    return f"({_one_line(html.unescape(title[1]))})" if title and title[1].strip() else ""
+
+
+def _one_line(text: str, limit: int = 120) -> str:
+    """A message from the network as one short line of printable text."""
+    text = " ".join("".join(ch if ch.isprintable() else " " for ch in text).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"

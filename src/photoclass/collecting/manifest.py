@@ -4,14 +4,15 @@ It is the resume point of `photoclass collect` (with the files on disk) and the 
 where every photo came from. `DATA/ATTRIBUTION.csv` is written from it for licensed reuse.
 
 Statuses: `pending` (found, not yet downloaded), `ok` (downloaded, valid, not a duplicate),
-`rejected` (bad content or a duplicate; `error` says which), `failed` (the network gave up
-after retries; retried by the next run that still needs photos for that class).
+`rejected` (final: bad content, a duplicate, or gone from Flickr: `unavailable`, `http_404`,
+`http_410`; `error` says which), `failed` (the network gave up after retries; retried by the
+next run that still needs photos for that class).
 """
 
 from __future__ import annotations
 
 import csv
-import os
+import io
 import sqlite3
 import unicodedata
 from collections import Counter
@@ -20,8 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from photoclass.collecting.download import Checked
 from photoclass.collecting.flickr import Photo
+from photoclass.collecting.validate import Checked
+from photoclass.files import atomic_write
 
 MANIFEST = "manifest.sqlite"
 ATTRIBUTION = "ATTRIBUTION.csv"
@@ -209,18 +211,17 @@ class Manifest:
         rows = self._db.execute(
             "SELECT * FROM photos WHERE status = 'ok' AND split IS NOT NULL ORDER BY class, id"
         )
-        temp = path.with_name(f".{path.name}.part")
-        with open(temp, "w", newline="", encoding="utf-8") as out:
-            writer = csv.writer(out)
-            writer.writerow(["file", "photo_id", "class", "title", "owner_name", "owner",
-                             "license", "license_url", "page_url"])  # fmt: skip
-            for r in rows:
-                name, url = licenses.get(r["license"], (f"license {r['license']}", ""))
-                file = f"{r['split']}/{r['class']}/{r['id']}.jpg"
-                cells = [file, r["id"], r["class"], r["title"], r["owner_name"], r["owner"],
-                         name, url, r["page_url"]]  # fmt: skip
-                writer.writerow([_cell(str(c)) for c in cells])
-        os.replace(temp, path)
+        table = io.StringIO(newline="")
+        writer = csv.writer(table)
+        writer.writerow(["file", "photo_id", "class", "title", "owner_name", "owner",
+                         "license", "license_url", "page_url"])  # fmt: skip
+        for r in rows:
+            name, url = licenses.get(r["license"], (f"license {r['license']}", ""))
+            file = f"{r['split']}/{r['class']}/{r['id']}.jpg"
+            cells = [file, r["id"], r["class"], r["title"], r["owner_name"], r["owner"],
+                     name, url, r["page_url"]]  # fmt: skip
+            writer.writerow([_cell(str(c)) for c in cells])
+        atomic_write(path, table.getvalue())
 
 
 def _cell(text: str) -> str:

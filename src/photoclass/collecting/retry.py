@@ -7,8 +7,10 @@ from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 
 # Flickr codes that mean "try again later": 10 search unavailable, 105 service unavailable,
-# 106 write failed. Everything else (100 invalid key, 3 no arguments, ...) will not improve.
-RETRY_CODES = frozenset({10, 105, 106})
+# 106 write failed, and 0 and 201, both "Sorry, the Flickr API service is not currently
+# available" (what public clients record during Flickr's outages). Everything else (100
+# invalid key, 3 no arguments, ...) will not improve by asking again.
+RETRY_CODES = frozenset({0, 10, 105, 106, 201})
 
 
 def retryable_status(status: int) -> bool:

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from photoclass.collecting.dedup import near_pairs
 from photoclass.errors import ConfigError
+from photoclass.files import PART, atomic_write, sync_all
 
 SPLITS = ("train", "val", "test")
 INCOMING = ".incoming"
@@ -41,28 +42,45 @@ _WINDOWS_RESERVED = {
 # ----------------------------------------------------------------------------------------------
 # Names that stay inside DATA
 
+# Longest folder name: 64 characters, and at most 128 bytes in UTF-8 (file systems count
+# bytes, 255 at most; 64 letters of a 4-byte script would already be 256).
+_MAX_CHARS, _MAX_BYTES = 64, 128
+_PHOTO_ID = re.compile(r"[0-9]{1,20}")  # a 64-bit number has at most 20 digits
+
+
+def is_photo_id(text: str) -> bool:
+    """Whether `text` is what a Flickr photo id is, and so safe as a file name: 1-20 ASCII digits."""
+    return _PHOTO_ID.fullmatch(text) is not None
+
 
 def class_folder(name: str) -> str:
     """A class name as a folder name that is safe on any OS and stays inside DATA.
 
-    Letters and digits of any script survive ("chouette", "猫"); path separators, dots at
-    the ends, control characters and the like become "_" or are dropped.
+    Letters and digits of any script survive ("chouette", "猫"), after Unicode compatibility
+    normalisation (NFKC: fullwidth "ｃａｔ" is "cat"); path separators, dots at the ends,
+    control characters and the like become "_" or are dropped; the name is cut to 64
+    characters (128 bytes); Windows' reserved device names (CON, NUL, COM1, ...) get a "_".
     """
     text = unicodedata.normalize("NFKC", name)
-    text = re.sub(r"[^\w.-]+", "_", text).strip("._-")[:64].strip("._-")
+    text = re.sub(r"[^\w.-]+", "_", text).strip("._-")[:_MAX_CHARS]
+    while len(text.encode("utf-8")) > _MAX_BYTES:
+        text = text[:-1]
+    text = text.strip("._-")
     if not text:
         raise ConfigError(f"class name {name!r} has no letters or digits to name a folder with")
-    if text.split(".")[0].upper() in _WINDOWS_RESERVED:
-        text += "_"
+    stem, dot, rest = text.partition(".")
+    if stem.upper() in _WINDOWS_RESERVED:  # reserved with any extension too: "con.txt"
+        text = f"{stem}_{dot}{rest}"
     return text
 
 
 def class_folders(names: Sequence[str]) -> dict[str, str]:
-    """Class name -> folder name, refusing two names that would share a folder."""
+    """Class name -> folder name, refusing two names that would share a folder, also on a file
+    system that ignores case ("Cat" and "cat", "STRASSE" and "straße")."""
     folders: dict[str, str] = {}
     for name in names:
         folder = class_folder(name)
-        clash = [other for other, f in folders.items() if f.lower() == folder.lower()]
+        clash = [other for other, f in folders.items() if f.casefold() == folder.casefold()]
         if clash:
             raise ConfigError(f"classes {clash[0]!r} and {name!r} would share the folder '{folder}'")
         folders[name] = folder
@@ -70,10 +88,36 @@ def class_folders(names: Sequence[str]) -> dict[str, str]:
 
 
 def photo_path(data: Path, split: str | None, folder: str, photo_id: str) -> Path:
-    """Where a photo lives: in its split, or in `.incoming` until it has one."""
-    if not photo_id.isdigit() or not photo_id.isascii() or folder != class_folder(folder):
-        raise ValueError(f"unsafe photo path parts: {folder!r}, {photo_id!r}")
+    """Where a photo lives: in its split, or in `.incoming` until it has one. Refuses (with
+    `ValueError`, a bug and not a user's mistake) a part that could lead elsewhere."""
+    if not is_photo_id(photo_id) or folder != class_folder(folder) or split not in (None, *SPLITS):
+        raise ValueError(f"unsafe photo path parts: {split!r}, {folder!r}, {photo_id!r}")
     return data / (split or INCOMING) / folder / f"{photo_id}.jpg"
+
+
+class IncomingFolder:
+    """The downloader's sink for one class: `DATA/.incoming/<class>/<id>.jpg`, each written
+    whole, and all of a batch flushed to the disk (`flush`) before the manifest records it."""
+
+    def __init__(self, data: Path, folder: str) -> None:
+        self.data, self.folder = data, folder
+
+    def saved(self, photo_id: str) -> bytes | None:
+        try:
+            return photo_path(self.data, None, self.folder, photo_id).read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def save(self, photo_id: str, body: bytes) -> None:
+        path = photo_path(self.data, None, self.folder, photo_id)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, body, durable=False)
+
+    def flush(self) -> None:
+        sync_all()
+
+    def discard(self, photo_id: str) -> None:
+        photo_path(self.data, None, self.folder, photo_id).unlink(missing_ok=True)
 
 
 def find_photo(data: Path, folder: str, photo_id: str) -> Path | None:
@@ -86,8 +130,8 @@ def find_photo(data: Path, folder: str, photo_id: str) -> Path | None:
 
 
 def remove_partials(data: Path) -> int:
-    """Delete the temporary files of interrupted downloads; returns how many."""
-    parts = [p for p in data.rglob(".*.part") if p.is_file()]
+    """Delete the temporary files of interrupted writes (`atomic_write`); returns how many."""
+    parts = [p for p in data.rglob(f".*{PART}") if p.is_file()]
     for part in parts:
         part.unlink()
     return len(parts)

@@ -13,6 +13,7 @@ from PIL import Image
 from torchvision.transforms import v2
 
 from photoclass.config import TrainConfig
+from photoclass.data.decode import LazyPixels
 
 
 def create_augmentation(cfg: TrainConfig) -> v2.Compose:
@@ -31,13 +32,16 @@ def create_augmentation(cfg: TrainConfig) -> v2.Compose:
     if cfg.color_jitter:
         cj = cfg.color_jitter
         steps.append(v2.ColorJitter(brightness=cj, contrast=cj, saturation=cj))
+    if cfg.grayscale:
+        steps.append(v2.RandomGrayscale(cfg.grayscale))
     return v2.Compose([*steps, v2.PILToTensor()])
 
 
 class CachedImages(torch.utils.data.Dataset):
-    """(uint8 image, label) pairs read from a (N, H, W, 3) uint8 array, augmented on the fly."""
+    """(uint8 image, label) pairs read from a (N, H, W, 3) uint8 array (the decode cache, or
+    `LazyPixels`, which decodes each photo as it is read), augmented on the fly."""
 
-    def __init__(self, images: np.ndarray, labels: Sequence[int], augment: v2.Compose) -> None:
+    def __init__(self, images: np.ndarray | LazyPixels, labels: Sequence[int], augment: v2.Compose) -> None:
         self.images, self.labels, self.augment = images, list(labels), augment
 
     def __len__(self) -> int:
@@ -55,15 +59,18 @@ def loader(
     seed: int = 0,
     workers: int = 0,
     pin_memory: bool = False,
+    sampler: torch.utils.data.Sampler | None = None,
 ) -> torch.utils.data.DataLoader:
     """A DataLoader whose order and augmentation depend only on `seed`, so an epoch replayed
     after a resume sees exactly the batches it saw the first time. `pin_memory` for a GPU:
-    page-locked batches copy to it while it computes."""
+    page-locked batches copy to it while it computes. `sampler`: which photos, in which order
+    (one process's share, under distributed training), instead of `shuffle`."""
     generator = torch.Generator().manual_seed(seed)
     return torch.utils.data.DataLoader(
         dataset,
         batch_size=batch_size,
-        shuffle=shuffle,
+        shuffle=shuffle and sampler is None,
+        sampler=sampler,
         generator=generator,
         num_workers=workers,
         pin_memory=pin_memory,

@@ -9,13 +9,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from photoclass.bundle import Bundle
 from photoclass.data.cache import decode_all
 from photoclass.data.folder import scan_split
 from photoclass.errors import DatasetError
 from photoclass.evaluation.metrics import compute_metrics
-from photoclass.prediction.inference import logits_for, probabilities
+from photoclass.prediction.inference import probabilities
+from photoclass.prediction.predict import model_outputs
 from photoclass.progress import NO_PROGRESS, Progress
 
 
@@ -26,8 +28,10 @@ class Evaluation:
     metrics: dict[str, Any]
     paths: list[str]
     labels: np.ndarray  # true class index per photo
-    probs: np.ndarray  # (n, k) class probabilities
+    probs: np.ndarray  # (n, k) class probabilities, calibrated (`Bundle.temperature`)
     skipped: list[dict[str, str]]
+    logits: np.ndarray | None = None  # (n, k) before calibration: the report compares both
+    unknown: np.ndarray | None = None  # per photo: looks like none of the classes (None: cannot tell)
 
     @property
     def accuracy(self) -> float:
@@ -50,24 +54,44 @@ class Evaluation:
         return path
 
 
-def evaluate_split(bundle: Bundle, split_dir: Path, *, progress: Progress = NO_PROGRESS) -> Evaluation:
-    """Run `bundle` over every photo in `split_dir/<class>/` and score it."""
-    samples = scan_split(Path(split_dir), bundle.classes)
+def evaluate_split(
+    bundle: Bundle,
+    split_dir: Path,
+    *,
+    reject_unknown: bool = False,
+    follow_symlinks: bool = False,
+    progress: Progress = NO_PROGRESS,
+) -> Evaluation:
+    """Run `bundle` over every photo in `split_dir/<class>/` and score it. The metrics say how
+    many photos the unknown flag marks ("unknown"); with `reject_unknown` those photos are left
+    out of every other number (the model declined to classify them). Symlinks leading outside
+    `split_dir` are skipped unless `follow_symlinks=True`."""
+    samples = scan_split(Path(split_dir), bundle.classes, follow_symlinks=follow_symlinks)
     decoded = decode_all([s.path for s in samples], bundle.image_size, progress=progress)
     if not decoded.ok:
         raise DatasetError(f"no readable photo in {split_dir}; add photos that open as images")
     labels = np.asarray([samples[i].label for i in decoded.ok], dtype=np.int64)
-    logits = logits_for(
-        bundle.model,
-        decoded.images,
-        bundle.normalize,
-        compute=bundle.compute,
-        engine=bundle.engine,
-        progress=progress,
-        description="evaluating",
-    )
-    probs = probabilities(logits)
+    paths = [str(samples[i].path) for i in decoded.ok]
+    outputs = model_outputs(bundle, decoded.images, progress=progress, description="evaluating")
+    logits, unknown = outputs.logits.numpy(), outputs.unknown
+    flagged = None
+    if unknown is not None:
+        flagged = {"flagged": int(unknown.sum()), "share": float(unknown.mean()), "rejected": reject_unknown}
+        if reject_unknown:
+            if unknown.all():
+                raise DatasetError(
+                    f"every photo in {split_dir} looks like none of the classes; evaluate it without `reject_unknown`"
+                )
+            keep = ~unknown
+            labels, logits, paths, unknown = (
+                labels[keep],
+                logits[keep],
+                [p for p, k in zip(paths, keep, strict=True) if k],
+                unknown[keep],
+            )
+    probs = probabilities(torch.from_numpy(logits), bundle.temperature)
     metrics = compute_metrics(labels, probs, bundle.classes)
     metrics["split"] = str(Path(split_dir).resolve())
-    paths = [str(samples[i].path) for i in decoded.ok]
-    return Evaluation(metrics, paths, labels, probs, decoded.skipped)
+    if flagged is not None:
+        metrics["unknown"] = flagged
+    return Evaluation(metrics, paths, labels, probs, decoded.skipped, logits, unknown)

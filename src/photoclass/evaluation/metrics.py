@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from photoclass.evaluation.calibration import expected_calibration_error
+
 
 def wilson_interval(correct: int, total: int, z: float = 1.96) -> tuple[float, float]:
     """95% interval of a proportion; unlike the normal approximation it stays inside [0, 1]
@@ -80,6 +82,7 @@ def compute_metrics(labels: np.ndarray, probs: np.ndarray, classes: list[str]) -
         "per_class": per_class,
         "classes": list(classes),
         "confusion_matrix": matrix.tolist(),
+        "ece": expected_calibration_error(labels, probs),
     }
     if k == 2:
         fpr, tpr, auc = roc_curve(labels, probs[:, 1])

@@ -8,7 +8,9 @@ the pretrained probe and export never index into a network:
   classifier on those, computed once);
 - `get_classifier()`: the last layer, what a new task replaces and the probe trains;
 - `unfrozen(unfreeze)`: the layers fine-tuning trains; the rest stay frozen (no gradients,
-  ImageNet batch-norm statistics). A model trained from scratch trains all of them.
+  ImageNet batch-norm statistics). A model trained from scratch trains all of them;
+- pretrained models also keep `source_classifier()`: the pretrained network's own classifier
+  (ImageNet-1k) over the same pre-logits, the prior `photoclass.training.prior` draws on.
 
 The layers are kept in one `nn.Sequential`, so weight names are those of bundles written
 before this contract existed (`0.weight`, `3.conv_dw.weight`, ...); nothing outside the model
@@ -54,9 +56,19 @@ class PretrainedClassifier(ImageClassifier):
     """A pretrained backbone whose last `unfreeze` blocks (of `blocks`, counted back from the
     end of the feature layers) are fine-tuned with the head; the earlier layers stay frozen."""
 
-    def __init__(self, *layers: nn.Module, features: int, blocks: int) -> None:
+    def __init__(
+        self, *layers: nn.Module, features: int, blocks: int, source: nn.Linear | None = None
+    ) -> None:
         super().__init__(*layers, features=features)
         self.blocks = blocks  # unfreezable blocks, the last of which ends `features` (head conv aside)
+        # The pretrained network's own classifier over the same pre-logits (ImageNet-1k, in
+        # `photoclass.models.imagenet` order), kept outside the module tree: it is no part of
+        # the new model's weights, only knowledge its head can start from.
+        self.__dict__["_source"] = source
+
+    def source_classifier(self) -> nn.Linear | None:
+        """The pretrained classifier (ImageNet-1k) when the weights were loaded, else None."""
+        return self.__dict__["_source"]
 
     def unfrozen(self, unfreeze: int) -> list[nn.Module]:
         if unfreeze <= 0:
@@ -64,3 +76,35 @@ class PretrainedClassifier(ImageClassifier):
         # The layer after the last block (the 1x1 head conv) always trains with the blocks.
         start = self.features - 1 - min(unfreeze, self.blocks)
         return list(self)[start:]
+
+
+class PreLogits(nn.Module):
+    """A model up to the vector its classifier reads (`forward_head(..., pre_logits=True)`):
+    what the probe trains on and the space in which `photoclass.prediction.novelty` measures
+    how unlike the training photos a photo is."""
+
+    def __init__(self, model: ImageClassifier) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model.forward_head(self.model.forward_features(x), pre_logits=True)
+
+
+class PreLogitsAndLogits(PreLogits):
+    """Both at once, concatenated (N, D + classes): one forward pass for a prediction and its
+    novelty; `split` separates them."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pre = super().forward(x)
+        return torch.cat([pre, self.model.get_classifier()(pre)], dim=1)
+
+    def split(self, out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(pre-logits, logits) of a concatenated output."""
+        return out[:, : self.width], out[:, self.width :]
+
+    @property
+    def width(self) -> int:
+        """D, the length of the pre-logits vector (the classifier's input)."""
+        first = next(m for m in self.model.get_classifier().modules() if isinstance(m, nn.Linear))
+        return first.in_features

@@ -54,5 +54,6 @@ def outputs(
     return torch.cat(out) if out else torch.empty(0)
 
 
-def probabilities(logits: torch.Tensor) -> np.ndarray:
-    return torch.softmax(logits, dim=1).numpy()
+def probabilities(logits: torch.Tensor, temperature: float = 1.0) -> np.ndarray:
+    """Softmax of `logits / temperature` (the bundle's calibration, `Bundle.temperature`)."""
+    return torch.softmax(logits / temperature, dim=1).numpy()

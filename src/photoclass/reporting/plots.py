@@ -128,3 +128,24 @@ def roc_curve(fpr: Sequence[float], tpr: Sequence[float], auc: float, positive: 
         ax.set_ylabel(f"true positive rate ({positive})")
         ax.legend(loc="lower right")
         return _png(fig)
+
+
+def reliability_diagram(curves: dict[str, dict[str, Sequence[float]]]) -> Picture:
+    """Accuracy against confidence per confidence bin, one line per named curve (before and
+    after calibration), with the diagonal a calibrated model follows; marker area ~ photos."""
+    colours = (MUTED, TRAIN, VAL)
+    with matplotlib.rc_context(STYLE):
+        fig = _figure(3.8, 3.4)
+        ax = fig.subplots()
+        ax.plot([0, 1], [0, 1], color=MUTED, ls="--", lw=1, label="calibrated")
+        for colour, (name, rows) in zip(colours[1:], curves.items(), strict=False):
+            sizes = [8 + 300 * s for s in rows["share"]]
+            ax.plot(rows["confidence"], rows["accuracy"], color=colour, lw=1.2, label=name)
+            ax.scatter(rows["confidence"], rows["accuracy"], s=sizes, color=colour, alpha=0.6, lw=0)
+        ax.set(xlim=(-0.01, 1.01), ylim=(-0.01, 1.01), aspect="equal")
+        ax.xaxis.set_major_formatter(ticker.PercentFormatter(1.0))
+        ax.yaxis.set_major_formatter(ticker.PercentFormatter(1.0))
+        ax.set_xlabel("confidence (top probability)")
+        ax.set_ylabel("accuracy")
+        ax.legend(loc="upper left")
+        return _png(fig)

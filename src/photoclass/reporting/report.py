@@ -8,38 +8,26 @@ did not make)."""
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from datetime import datetime
+from collections.abc import Sequence
 from html import escape
-from importlib import resources
 from pathlib import Path
-from string import Template
 from typing import Any
 
 import numpy as np
 
-from photoclass.bundle import Bundle, atomic_write
+from photoclass.bundle import Bundle
 from photoclass.data.decode import decode_image
+from photoclass.evaluation.calibration import expected_calibration_error, nll, reliability, softmax
 from photoclass.evaluation.evaluate import Evaluation
 from photoclass.evaluation.metrics import headline
-from photoclass.reporting import plots
+from photoclass.files import atomic_write
+from photoclass.reporting import page, plots
 from photoclass.reporting.gradcam import grad_cam, overlay
+from photoclass.reporting.page import THUMB, Section
 
 MISTAKES = 12  # photos in the top-losses gallery
 CAMS = 4  # Grad-CAM examples of each kind, right and wrong
-THUMB = 128  # thumbnail side in pixels
 SPLITS = ("train", "val", "test")
-
-
-@dataclass(frozen=True)
-class Section:
-    id: str
-    title: str
-    body: str  # HTML, already escaped
-
-    def html(self) -> str:
-        return f'<section id="{self.id}">\n<h2>{escape(self.title)}</h2>\n{self.body}\n</section>'
 
 
 def write_report(bundle: Bundle, evaluation: Evaluation, out: Path, *, data_dir: Path | None = None) -> Path:
@@ -53,6 +41,7 @@ def write_report(bundle: Bundle, evaluation: Evaluation, out: Path, *, data_dir:
         confusion_section(metrics),
         per_class_section(metrics),
         roc_section(metrics),
+        calibration_section(bundle, evaluation),
         mistakes_section(evaluation),
         gradcam_section(bundle, evaluation),
         skipped_section(evaluation.skipped, meta.get("skipped", [])),
@@ -60,55 +49,27 @@ def write_report(bundle: Bundle, evaluation: Evaluation, out: Path, *, data_dir:
     ]
     shown = [s for s in sections if s is not None]
     version = meta.get("versions", {}).get("photoclass", "")
-    page = Template(resources.files(__package__).joinpath("template.html").read_text("utf-8"))
-    html = page.substitute(
-        title=escape(f"photoclass report: {meta['architecture']} on {Path(metrics['split']).name}"),
-        verdict=escape(headline(metrics)),
+    html = page.render(
+        title=f"photoclass report: {meta['architecture']} on {Path(metrics['split']).name}",
+        verdict=headline(metrics),
         facts=_facts(meta, metrics),
-        nav="".join(f'<a href="#{s.id}">{escape(s.title)}</a>' for s in shown),
-        sections="\n".join(s.html() for s in shown),
-        version=escape(version),
-        generated=datetime.now().strftime("%Y-%m-%d %H:%M"),
+        sections=shown,
+        version=version,
     )
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(out, lambda tmp: tmp.write_text(html, encoding="utf-8"))
     return out
 
 
-# -- small HTML helpers ------------------------------------------------------------------------
-
-
-def _img(picture: plots.Picture, alt: str) -> str:
-    size = f'width="{picture.width}" height="{picture.height}"'
-    return f'<img src="{picture.uri}" {size} alt="{escape(alt)}">'
-
-
-def _table(head: Sequence[str], rows: Iterable[Sequence[Any]], *, id: str, numeric_from: int = 1) -> str:
-    """A table of escaped cells; columns from `numeric_from` on are right-aligned numbers."""
-
-    def cell(tag: str, i: int, value: Any) -> str:
-        align = ' class="num"' if i >= numeric_from else ""
-        return f"<{tag}{align}>{escape(str(value))}</{tag}>"
-
-    header = "".join(cell("th", i, h) for i, h in enumerate(head))
-    body = "".join("<tr>" + "".join(cell("td", i, v) for i, v in enumerate(row)) + "</tr>" for row in rows)
-    return f'<table id="{id}"><thead><tr>{header}</tr></thead><tbody>{body}</tbody></table>'
-
-
-def _note(text: str) -> str:
-    return f'<p class="note">{escape(text)}</p>'
-
-
-def _facts(meta: dict[str, Any], metrics: dict[str, Any]) -> str:
+def _facts(meta: dict[str, Any], metrics: dict[str, Any]) -> dict[str, str]:
     data = meta.get("data", {})
-    facts = {
+    return {
         "model": f"{meta['architecture']}, {meta['image_size']} px input",
         "classes": ", ".join(meta["classes"]),
         "trained on": f"{data.get('train', '?')} photos from {data.get('root', '?')} "
         f"(validated on {data.get('val', '?')}, {data.get('val_source', '?')})",
         "evaluated on": metrics["split"],
     }
-    return "".join(f"<dt>{escape(k)}</dt><dd>{escape(str(v))}</dd>" for k, v in facts.items())
 
 
 # -- sections ----------------------------------------------------------------------------------
@@ -116,7 +77,9 @@ def _facts(meta: dict[str, Any], metrics: dict[str, Any]) -> str:
 
 def training_section(history: Sequence[dict[str, Any]], best: int | None) -> Section:
     if not history:
-        return Section("training", "Training curves", _note("This model bundle holds no training history."))
+        return Section(
+            "training", "Training curves", page.note("This model bundle holds no training history.")
+        )
     best = len(history) - 1 if best is None else best
     kept = history[best]
     # Epochs are numbered across phases (a pretrained model's probe, then train), as in the plot.
@@ -135,14 +98,14 @@ def training_section(history: Sequence[dict[str, Any]], best: int | None) -> Sec
         "validation accuracy",
     )
     body = (
-        _note(
+        page.note(
             f"The weights kept are those of epoch {best + 1} ({kept['phase']} phase): validation loss "
             f"{kept['val_loss']:.4f}, accuracy {kept['val_acc']:.1%}. Validation loss far above the "
             "training loss means overfitting; both high means underfitting."
         )
-        + _img(plots.training_curves(history, best), "loss and accuracy per epoch")
+        + page.img(plots.training_curves(history, best), "loss and accuracy per epoch")
         + "<details><summary>numbers per epoch</summary>"
-        + _table(head, rows, id="history", numeric_from=2)
+        + page.table(head, rows, id="history", numeric_from=2)
         + "</details>"
     )
     return Section("training", "Training curves", body)
@@ -163,9 +126,9 @@ def confusion_section(metrics: dict[str, Any]) -> Section:
         f'<table id="confusion-table"><thead><tr><th>true \\ predicted</th>{head}</tr></thead>'
         f"<tbody>{''.join(rows)}</tbody></table>"
     )
-    picture = _img(plots.confusion_matrix(matrix, classes), "confusion matrix")
+    picture = page.img(plots.confusion_matrix(matrix, classes), "confusion matrix")
     body = (
-        _note("Rows are the true classes, columns the predicted ones; the diagonal is right.")
+        page.note("Rows are the true classes, columns the predicted ones; the diagonal is right.")
         + f'<div class="row">{picture}{table}</div>'
     )
     return Section("confusion", "Confusion matrix", body)
@@ -176,10 +139,10 @@ def per_class_section(metrics: dict[str, Any]) -> Section:
         (name, f"{m['precision']:.3f}", f"{m['recall']:.3f}", f"{m['f1']:.3f}", m["support"])
         for name, m in metrics["per_class"].items()
     ]
-    body = _note(
+    body = page.note(
         "Precision: of the photos given this label, the share that had it. Recall: of the photos "
         f"of this class, the share found. F1 is their harmonic mean; macro F1 {metrics['macro_f1']:.3f}."
-    ) + _table(("class", "precision", "recall", "F1", "photos"), rows, id="per-class-table")
+    ) + page.table(("class", "precision", "recall", "F1", "photos"), rows, id="per-class-table")
     return Section("per-class", "Per class", body)
 
 
@@ -189,14 +152,57 @@ def roc_section(metrics: dict[str, Any]) -> Section | None:
     positive, auc = metrics["classes"][1], metrics["roc_auc"]
     curve = metrics["roc_curve"]
     body = (
-        _note(
+        page.note(
             f"Every threshold on the probability of {positive}: AUC {auc:.3f} is the chance that a random "
             f"{positive} photo scores above a random {metrics['classes'][0]} one (0.5 is a coin toss)."
         )
         + f'<p>ROC AUC <span id="auc">{auc:.3f}</span></p>'
-        + _img(plots.roc_curve(curve["fpr"], curve["tpr"], auc, positive), "ROC curve")
+        + page.img(plots.roc_curve(curve["fpr"], curve["tpr"], auc, positive), "ROC curve")
     )
     return Section("roc", "ROC curve", body)
+
+
+def calibration_section(bundle: Bundle, evaluation: Evaluation) -> Section | None:
+    """Do the probabilities mean what they say? The reliability diagram and the expected
+    calibration error, before and after the bundle's temperature."""
+    if evaluation.logits is None or not len(evaluation.labels):
+        return None
+    labels, temperature = evaluation.labels, bundle.temperature
+    before = softmax(evaluation.logits)
+    after = softmax(evaluation.logits, temperature)
+    ece_before = expected_calibration_error(labels, before)
+    ece_after = expected_calibration_error(labels, after)
+    if "temperature" in bundle.meta:
+        how = (
+            f"Probabilities are the logits divided by a temperature of {temperature:.2f}, fitted on "
+            "the validation photos, then softmax."
+        )
+    else:
+        how = "This bundle predates calibration: its probabilities are uncalibrated (temperature 1)."
+    curves = {"before (T = 1)": reliability(labels, before)}
+    if "temperature" in bundle.meta:
+        curves[f"after (T = {temperature:.2f})"] = reliability(labels, after)
+    body = (
+        page.note(
+            f"{how} Among photos given 90% confidence, a calibrated model is right 90% of the time. "
+            "The expected calibration error (ECE) is the gap between confidence and accuracy, averaged "
+            "over confidence bins weighted by their photos (0 is perfect)."
+        )
+        + page.table(
+            ("probabilities", "ECE", "log-loss"),
+            [
+                ("before calibration", f"{ece_before:.3f}", f"{nll(evaluation.logits, labels):.3f}"),
+                (
+                    "after calibration",
+                    f"{ece_after:.3f}",
+                    f"{nll(evaluation.logits, labels, temperature):.3f}",
+                ),
+            ],
+            id="calibration-table",
+        )
+        + page.img(plots.reliability_diagram(curves), "reliability diagram: accuracy against confidence")
+    )
+    return Section("calibration", "Calibration", body)
 
 
 def _caption(evaluation: Evaluation, i: int) -> str:
@@ -238,14 +244,14 @@ def confident_hits(evaluation: Evaluation, k: int) -> list[int]:
 def mistakes_section(evaluation: Evaluation) -> Section:
     worst = top_losses(evaluation)
     if not len(worst):
-        return Section("mistakes", "Most confident mistakes", _note("No mistakes on these photos."))
+        return Section("mistakes", "Most confident mistakes", page.note("No mistakes on these photos."))
     figures = []
     for i in worst[:MISTAKES]:
         path = Path(evaluation.paths[i])
-        thumb = _img(plots.thumbnail(decode_image(path, THUMB)), path.name)
+        thumb = page.img(plots.thumbnail(decode_image(path, THUMB)), path.name)
         figures.append(f'<figure class="mistake">{thumb}{_caption(evaluation, int(i))}</figure>')
     body = (
-        _note(
+        page.note(
             f"{len(worst)} of {len(evaluation.labels)} photos were misclassified; the {len(figures)} the model "
             "was surest about are shown, worst first. Look for wrong labels, ambiguous photos and "
             "what the mistakes share."
@@ -266,13 +272,13 @@ def gradcam_section(bundle: Bundle, evaluation: Evaluation) -> Section | None:
         path = Path(evaluation.paths[i])
         photo = decode_image(path, THUMB)
         outcome = "correct" if evaluation.probs[i].argmax() == evaluation.labels[i] else "wrong"
-        pair = _img(plots.thumbnail(photo), path.name) + _img(
+        pair = page.img(plots.thumbnail(photo), path.name) + page.img(
             plots.thumbnail(overlay(photo, cam)), f"where the model looked in {path.name}"
         )
         figures[outcome].append(
             f'<figure class="cam {outcome}"><div class="pair">{pair}</div>{_caption(evaluation, i)}</figure>'
         )
-    body = _note(
+    body = page.note(
         "Where the model found its evidence for the class it predicted (Grad-CAM, scaled per photo: red "
         "is the strongest, blue the weakest). A model that looks at the background or the frame has "
         "learned a shortcut."
@@ -287,11 +293,11 @@ def skipped_section(evaluated: Sequence[dict[str, str]], trained: Sequence[dict[
     rows = [("evaluation", s["path"], s["reason"]) for s in evaluated]
     rows += [("training", s["path"], s["reason"]) for s in trained]
     if not rows:
-        return Section("skipped", "Unreadable files", _note("None: every file was read."))
-    body = _note(
+        return Section("skipped", "Unreadable files", page.note("None: every file was read."))
+    body = page.note(
         f"{len(evaluated)} file(s) could not be read for this evaluation and {len(trained)} for training; "
         "they were left out of every number above."
-    ) + _table(("when", "file", "reason"), rows, id="skipped-table", numeric_from=3)
+    ) + page.table(("when", "file", "reason"), rows, id="skipped-table", numeric_from=3)
     return Section("skipped", "Unreadable files", body)
 
 
@@ -311,18 +317,18 @@ def data_section(data_dir: Path, page_dir: Path) -> Section | None:
         (name, *(per.get(s, 0) for s in splits), sum(per.values())) for name, per in sorted(photos.items())
     ]
     rows.append(("all", *totals, sum(totals)))
-    body = "<h3>Photos kept, per class and split</h3>" + _table(
+    body = "<h3>Photos kept, per class and split</h3>" + page.table(
         ("class", *splits, "total"), rows, id="data-photos"
     )
     rejections = sorted(summary["rejections"].items(), key=lambda kv: (-kv[1], str(kv[0])))
     body += "<h3>Rejected or failed, by reason</h3>" + (
-        _table(("reason", "photos"), [(r or "unknown", n) for r, n in rejections], id="data-rejections")
+        page.table(("reason", "photos"), [(r or "unknown", n) for r, n in rejections], id="data-rejections")
         if rejections
-        else _note("None.")
+        else page.note("None.")
     )
     licenses = summary["licenses"]
     total = sum(licenses.values()) or 1
-    body += "<h3>Licenses of the kept photos</h3>" + _table(
+    body += "<h3>Licenses of the kept photos</h3>" + page.table(
         ("license", "photos", "share"),
         [(name, n, f"{n / total:.0%}") for name, n in licenses.items()],
         id="data-licenses",
@@ -333,4 +339,4 @@ def data_section(data_dir: Path, page_dir: Path) -> Section | None:
             f'<p>Credit the photographers as the licenses require: <a id="attribution" href="{escape(href)}">'
             f"{escape(summary['attribution'])}</a> names the owner, license and page of every photo.</p>"
         )
-    return Section("data", "The data", _note(f"Collected from Flickr into {data_dir}.") + body)
+    return Section("data", "The data", page.note(f"Collected from Flickr into {data_dir}.") + body)

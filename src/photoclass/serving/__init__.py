@@ -1,5 +1,2 @@
-"""`photoclass serve`: a local web page and JSON API that predict dropped photos."""
-
-from photoclass.serving.app import PredictServer
-
-__all__ = ["PredictServer"]
+"""`photoclass serve`: a web page and JSON API over one model, on Starlette and uvicorn, with
+dynamic batching (`batching`), the HTTP application (`app`) and the server (`server`)."""

@@ -26,7 +26,7 @@ from statistics import NormalDist
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from photoclass.collecting.flickr import SIZES
+from photoclass.sim.tables import LICENSES, SIZES
 
 # ----------------------------------------------------------------------------------------------
 # Object kinds: a shape mask and a fill pattern
@@ -322,9 +322,8 @@ def render_jpeg(
 # ----------------------------------------------------------------------------------------------
 # Metadata: what flickr.photos.search knows about each photo
 
-# The suffix each size has in a static photo URL; url_m has none.
-SUFFIXES = {"t": "t", "s": "m", "n": "n", "m": "", "z": "z", "c": "c", "l": "b"}
-LICENSE_WEIGHTS = (0.5, 0.08, 0.1, 0.08, 0.1, 0.05, 0.03, 0.02, 0.01, 0.02, 0.01)
+LICENSE_IDS = [row[0] for row in LICENSES]
+LICENSE_WEIGHTS = [row[3] for row in LICENSES]
 OTHER_TAGS = ("nature", "animal", "portrait", "city", "summer", "winter", "light", "home", "blue")
 ADJECTIVES = ("Sleepy", "Curious", "Little", "Old", "Happy", "Wild", "Quiet", "Bright")
 FIRST_UPLOAD, LAST_UPLOAD = 1104537600, 1735603200  # 2005-01-01 .. 2024-12-31
@@ -353,7 +352,7 @@ class SimPhoto:
     exact_copy: bool  # a re-upload of the same bytes (else re-encoded)
 
     def dimensions(self, size: str) -> tuple[int, int]:
-        return _dimensions(self.aspect, SIZES[size])
+        return _dimensions(self.aspect, SIZES[size][1])
 
 
 def normalize_tag(text: str) -> str:
@@ -401,7 +400,7 @@ class Corpus:
         rng = np.random.default_rng([self.seed, _class_key(name)])
         owner_ix = rng.choice(len(self._owners), size=n, p=self._owner_p)
         uploads = rng.integers(FIRST_UPLOAD, LAST_UPLOAD, size=n)
-        licenses = rng.choice(len(LICENSE_WEIGHTS), size=n, p=LICENSE_WEIGHTS)
+        licenses = rng.choice(LICENSE_IDS, size=n, p=LICENSE_WEIGHTS)
         copies = rng.random(n) < duplicates
         tag = normalize_tag(name)
         photos = []
@@ -435,7 +434,9 @@ class Corpus:
 
     def jpeg(self, photo: SimPhoto, size: str) -> bytes:
         """The bytes a photo host serves for this photo at this size."""
-        own = render_jpeg(photo.class_name, photo.source, SIZES[size], classes=self.classes, seed=self.seed)
+        own = render_jpeg(
+            photo.class_name, photo.source, SIZES[size][1], classes=self.classes, seed=self.seed
+        )
         if photo.source == photo.index or photo.exact_copy:
             return own
         # A re-upload that went through another encoder: same picture, different bytes.

@@ -1,19 +1,22 @@
-"""A local Flickr: the REST API (`flickr.photos.search`, `flickr.photos.licenses.getInfo`) and
-the static photo host, on 127.0.0.1, over a synthetic corpus, with Flickr's quirks and
-injectable faults.
+"""A local Flickr: the REST API (`flickr.photos.search`, `flickr.photos.licenses.getInfo`,
+`flickr.test.echo`) and the static photo host, on 127.0.0.1, over a synthetic corpus, with
+Flickr's quirks and injectable faults.
 
     >>> with SimServer(classes=("cat", "owl"), photos_per_class=300) as sim:  # doctest: +SKIP
-    ...     photoclass.collecting.collect(config, out, sim.api_key)
+    ...     photoclass.collect(["cat", "owl"], "data", api_key=sim.api_key, api_url=sim.api_url)
 
 Quirks reproduced: the JSON envelope (`stat: fail` with HTTP 200), JSONP unless
 `nojsoncallback=1`, `per_page` capped at 500, at most 4,000 results per query with later pages
 repeating earlier ones, `url_c` absent before March 2012 and for owners who hide large sizes,
-`license` and `dateupload` as strings.
+numbers as strings (`total`, `license`, `dateupload`, `width_*`), the live licence table (ids
+0-16), "try again later" answered as codes 105, 0 and 201 or as XML, 429s with an HTML body,
+and deleted photos redirected to a placeholder image.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import re
 import threading
@@ -25,26 +28,18 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, urlsplit
 
 import numpy as np
+from PIL import Image
 
-from photoclass.sim.corpus import SIZES, SUFFIXES, Corpus, SimPhoto, normalize_tag, render_jpeg
+from photoclass.sim.corpus import Corpus, SimPhoto, normalize_tag, render_jpeg
+from photoclass.sim.tables import LICENSES, PLACEHOLDER_PATH, SIZES, UNAVAILABLE
 
 MAX_RESULTS = 4000  # Flickr's cap on the results of any one search
-LICENSES = (
-    (0, "All Rights Reserved", ""),
-    (1, "CC BY-NC-SA 2.0", "https://creativecommons.org/licenses/by-nc-sa/2.0/"),
-    (2, "CC BY-NC 2.0", "https://creativecommons.org/licenses/by-nc/2.0/"),
-    (3, "CC BY-NC-ND 2.0", "https://creativecommons.org/licenses/by-nc-nd/2.0/"),
-    (4, "CC BY 2.0", "https://creativecommons.org/licenses/by/2.0/"),
-    (5, "CC BY-SA 2.0", "https://creativecommons.org/licenses/by-sa/2.0/"),
-    (6, "CC BY-ND 2.0", "https://creativecommons.org/licenses/by-nd/2.0/"),
-    (7, "No known copyright restrictions", "https://www.flickr.com/commons/usage/"),
-    (8, "United States Government Work", "http://www.usa.gov/copyright.shtml"),
-    (9, "CC0 1.0", "https://creativecommons.org/publicdomain/zero/1.0/"),
-    (10, "Public Domain Mark 1.0", "https://creativecommons.org/publicdomain/mark/1.0/"),
-)
 HTML_PAGE = b"<!DOCTYPE html><html><body><h1>This photo is no longer available</h1></body></html>"
+TOO_MANY = b"<html><head><title>429 Too Many Requests</title></head><body>Too Many Requests</body></html>"
 _IMAGE_PATH = re.compile(r"^/(\d+)/(\d+)_([0-9a-f]+)(?:_([a-z]))?\.jpg$")
-_SIZE_OF_SUFFIX = {suffix: size for size, suffix in SUFFIXES.items()}
+_SIZE_OF_SUFFIX = {suffix: size for size, (suffix, _) in SIZES.items()}
+# How "try again later" reaches a client (`Faults.api_error`): Flickr's codes, in JSON or XML.
+_API_FAILURES = (("json", 105), ("json", 0), ("json", 201), ("xml", 105))
 
 
 @dataclass(frozen=True)
@@ -53,7 +48,8 @@ class Faults:
 
     Per request (a retry may succeed): latency, server errors, 429s, hangs, cut-off bodies and
     API errors. Per photo (every request for that photo gets it): HTML pages, corrupt JPEGs,
-    tiny images, decompression bombs, and re-uploads of another photo (`duplicates`).
+    tiny images, decompression bombs, deleted photos, missing files, and re-uploads of
+    another photo (`duplicates`).
     """
 
     latency: float = 0.0  # seconds added to every response
@@ -63,11 +59,14 @@ class Faults:
     timeout: float = 0.0  # the response is held for `hang` seconds: clients time out
     hang: float = 5.0
     truncated: float = 0.0  # images: the connection closes halfway through the body
-    api_error: float = 0.0  # API: `stat: fail`, code 105 "Service currently unavailable"
+    photo_rate_limit: float = 0.0  # images only: HTTP 429 (a photo host that refuses, API fine)
+    api_error: float = 0.0  # API: "try again later": code 105, 0 or 201, as JSON or as XML
     html: float = 0.0  # images: an HTML "photo unavailable" page with HTTP 200
     corrupt: float = 0.0  # images: a damaged JPEG stream
     tiny: float = 0.0  # images: a 40-pixel thumbnail instead of the size asked for
     bomb: float = 0.0  # images: a JPEG whose header claims 30000 x 30000 pixels
+    deleted: float = 0.0  # images: a redirect to Flickr's "photo unavailable" placeholder
+    missing: float = 0.0  # images: HTTP 404, the file named in the search result is not there
     duplicates: float = 0.0  # photos that re-upload an earlier photo of the same class
 
 
@@ -119,6 +118,10 @@ class Flickr:
         response.delay += self.faults.latency
         return response
 
+    def times_asked(self, url: str) -> int:
+        """How often the photo at `url` was requested (retries and later runs included)."""
+        return self._seen.get(urlsplit(url).path, 0)
+
     # -- per-request faults ------------------------------------------------------------------
 
     def _transient(self, key: str, image: bool) -> str | None:
@@ -131,7 +134,10 @@ class Flickr:
                 self.api_calls += 1
         f = self.faults
         shares = {"server_error": f.server_error, "rate_limit": f.rate_limit, "timeout": f.timeout}
-        shares |= {"truncated": f.truncated} if image else {"api_error": f.api_error}
+        if image:
+            shares |= {"truncated": f.truncated, "photo_rate_limit": f.photo_rate_limit}
+        else:
+            shares |= {"api_error": f.api_error}
         fault = _pick(_roll(self.corpus.seed, key, nth), shares)
         if fault is not None:
             with self._lock:
@@ -139,9 +145,9 @@ class Flickr:
         return fault
 
     def _error(self, fault: str) -> Response:
-        if fault == "rate_limit":
+        if fault in ("rate_limit", "photo_rate_limit"):
             headers = {"Retry-After": str(self.faults.retry_after)}
-            return Response(429, b"Too Many Requests", "text/plain", headers)
+            return Response(429, TOO_MANY, "text/html", headers)
         if fault == "timeout":
             return Response(503, b"too late", "text/plain", delay=self.faults.hang)
         return Response(503, b"Service Unavailable", "text/plain")
@@ -152,7 +158,10 @@ class Flickr:
         key = json.dumps({k: v for k, v in sorted(params.items()) if k != "api_key"})
         fault = self._transient(key, image=False)
         if fault == "api_error":
-            payload = _fail(105, "Service currently unavailable")
+            shape, code = _API_FAILURES[int(_roll(self.corpus.seed, key, "shape") * len(_API_FAILURES))]
+            if shape == "xml":
+                return _xml_fail(code, UNAVAILABLE[code])
+            payload = _fail(code, UNAVAILABLE[code])
         elif fault is not None:
             return self._error(fault)
         elif params.get("api_key") != self.api_key:
@@ -162,8 +171,10 @@ class Flickr:
         elif params.get("method") == "flickr.photos.search":
             payload = self._search(params)
         elif params.get("method") == "flickr.photos.licenses.getInfo":
-            licenses = [{"id": i, "name": name, "url": url} for i, name, url in LICENSES]
+            licenses = [{"id": i, "name": name, "url": url} for i, name, url, _ in LICENSES]
             payload = {"licenses": {"license": licenses}, "stat": "ok"}
+        elif params.get("method") == "flickr.test.echo":  # every parameter, the key included
+            payload = {k: {"_content": v} for k, v in params.items()} | {"stat": "ok"}
         else:
             payload = _fail(112, f'Method "{params.get("method", "")}" not found')
         if params.get("nojsoncallback") == "1":
@@ -218,7 +229,7 @@ class Flickr:
                 "page": page,
                 "pages": -(-total // per_page),
                 "perpage": per_page,
-                "total": total,
+                "total": str(total),
                 "photo": [self._describe(p, extras) for p in photos[start:end]],
             },
             "stat": "ok",
@@ -248,17 +259,19 @@ class Flickr:
             if f"url_{size}" in extras and size in photo.sizes:
                 width, height = photo.dimensions(size)
                 item |= {f"url_{size}": self.photo_url(photo, size)}
-                item |= {f"width_{size}": width, f"height_{size}": height}
+                item |= {f"width_{size}": str(width), f"height_{size}": str(height)}
         return item
 
     def photo_url(self, photo: SimPhoto, size: str) -> str:
-        suffix = SUFFIXES[size]
+        suffix = SIZES[size][0]
         name = f"{photo.id}_{photo.secret}" + (f"_{suffix}" if suffix else "")
         return f"{self.base_url}/{photo.server}/{name}.jpg"
 
     # -- the photo host ----------------------------------------------------------------------
 
     def _image(self, path: str) -> Response:
+        if path == PLACEHOLDER_PATH:
+            return Response(200, _placeholder(), "image/png")
         found = _IMAGE_PATH.match(path)
         photo = self.corpus.by_id.get(found.group(2)) if found else None
         size = _SIZE_OF_SUFFIX.get((found.group(4) or "") if found else "?")
@@ -272,12 +285,17 @@ class Flickr:
             return self._error(fault)
         f = self.faults
         shares = {"html": f.html, "corrupt": f.corrupt, "tiny": f.tiny, "bomb": f.bomb}
+        shares |= {"deleted": f.deleted, "missing": f.missing}
         kind = _pick(_roll(self.corpus.seed, "photo", photo.id), shares)
         if kind is not None:
             with self._lock:
                 self.served[f"photo:{kind}"] += 1
         if kind == "html":
             return Response(200, HTML_PAGE, "text/html; charset=utf-8")
+        if kind == "deleted":
+            return Response(302, b"", "text/plain", {"Location": self.base_url + PLACEHOLDER_PATH})
+        if kind == "missing":
+            return Response(404, b"Not Found", "text/plain")
         if kind == "tiny":
             small = render_jpeg(photo.class_name, photo.index, 40, classes=self.corpus.classes)
             return Response(200, small, "image/jpeg")
@@ -315,8 +333,22 @@ def _claim_size(jpeg: bytes, width: int, height: int) -> bytes:
     return jpeg[: sof + 5] + size + jpeg[sof + 9 :]
 
 
+@lru_cache(maxsize=1)
+def _placeholder() -> bytes:
+    """Flickr's "This photo is no longer available" image: a grey PNG."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (500, 375), (222, 222, 222)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
 def _fail(code: int, message: str) -> dict:
     return {"stat": "fail", "code": code, "message": message}
+
+
+def _xml_fail(code: int, message: str) -> Response:
+    """The answer Flickr sometimes gives in XML although JSON was asked for."""
+    body = f'<?xml version="1.0" encoding="utf-8" ?>\n<rsp stat="fail">\n\t<err code="{code}" msg="{message}" />\n</rsp>\n'
+    return Response(200, body.encode(), "text/xml; charset=utf-8")
 
 
 def _json(payload: dict) -> Response:
@@ -403,6 +435,7 @@ class SimServer:
         self._server = _Server(
             ("127.0.0.1", port), lambda base: Flickr(self.corpus, self.api_key, faults, base)
         )
+        self._thread: threading.Thread | None = None
 
     @property
     def base_url(self) -> str:
@@ -418,21 +451,27 @@ class SimServer:
         return self._server.flickr
 
     def start(self) -> SimServer:
-        # A short poll interval: `stop` waits for the loop to notice, and tests stop often.
-        threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True).start()
+        """Serve in a background thread (once; starting a started server does nothing)."""
+        if self._thread is None:
+            # A short poll interval: `stop` waits for the loop to notice, and tests stop often.
+            self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
+            self._thread.start()
         return self
 
     def stop(self) -> None:
         self._server.stopping.set()
-        self._server.shutdown()
+        if self._thread is not None:
+            self._server.shutdown()
         self._server.server_close()
 
     def serve_forever(self) -> None:
-        """Serve in the calling thread until interrupted (`photoclass sim serve`)."""
+        """Serve until `stop` or Ctrl-C (`KeyboardInterrupt`, raised after stopping)."""
+        self.start()
         try:
-            self._server.serve_forever()
+            while not self._server.stopping.wait(0.5):
+                pass
         finally:
-            self._server.server_close()
+            self.stop()
 
     def __enter__(self) -> SimServer:
         return self.start()

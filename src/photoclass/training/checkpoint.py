@@ -17,7 +17,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from photoclass.bundle import atomic_write
+from photoclass.files import atomic_write
 
 NAME = "checkpoint.safetensors"
 
@@ -79,14 +79,10 @@ def save_checkpoint(
     best: dict[str, torch.Tensor],
     optimizer: torch.optim.Optimizer | None,
     run: dict[str, Any],
-    best_logits: torch.Tensor | None = None,
 ) -> None:
-    """`run` identifies the run (resolved config, data fingerprint): resuming checks it.
-    `best_logits` are the best weights' validation logits, so the bundle needs no re-run."""
+    """`run` identifies the run (resolved config, data fingerprint): resuming checks it."""
     tensors = {f"model.{k}": v.contiguous() for k, v in model.items()}
     tensors |= {f"best.{k}": v.contiguous() for k, v in best.items()}
-    if best_logits is not None:
-        tensors["logits.val"] = best_logits.contiguous()
     optim_info = None
     if optimizer is not None:
         optim_tensors, optim_info = _flatten_optimizer(optimizer)
@@ -102,12 +98,12 @@ class Checkpoint:
     best: dict[str, torch.Tensor]
     optimizer: dict[str, Any] | None
     run: dict[str, Any]
-    best_logits: torch.Tensor | None
 
 
 def load_checkpoint(path: Path) -> Checkpoint:
     with safe_open(str(path), framework="pt") as f:
         meta = json.loads(f.metadata()["json"])
+        # "logits": validation logits that checkpoints before the calibrated head carried
         groups: dict[str, dict[str, torch.Tensor]] = {"model": {}, "best": {}, "optim": {}, "logits": {}}
         for key in f.keys():  # noqa: SIM118  (a safetensors handle, not a dict)
             prefix, rest = key.split(".", 1)
@@ -121,5 +117,4 @@ def load_checkpoint(path: Path) -> Checkpoint:
         groups["best"],
         optimizer,
         meta["run"],
-        groups["logits"].get("val"),
     )
