@@ -68,7 +68,11 @@ def test_two_processes_train_one_model(
     out, result = ddp_run
     meta = json.loads((out / "photoclass.json").read_text())
     # One bundle, written once (by rank 0): nothing else in the folder, one summary printed.
-    assert sorted(p.name for p in out.iterdir()) == ["model.safetensors", "photoclass.json"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "model.safetensors",
+        "novelty.safetensors",
+        "photoclass.json",
+    ]
     assert result.stdout.count("validation (val/)") == 1
     assert result.stderr.count("done: validation") == 1  # rank 1 logs nothing
     assert meta["distributed"]["world_size"] == 2 and meta["distributed"]["backend"] == "gloo"

@@ -309,18 +309,24 @@ def _dynamo_export(module: nn.Module, example: torch.Tensor, output: str) -> byt
         raise DependencyError(
             f"ONNX export needs {e.name}; install it with: pip install 'photoclass[export]'", extra="export"
         ) from None
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        program = torch.onnx.export(
-            module,
-            (example,),
-            dynamo=True,
-            input_names=["pixels"],
-            output_names=[output],
-            dynamic_shapes=({0: torch.export.Dim("batch")},),
-            external_data=False,
-            verbose=False,
-        )
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            program = torch.onnx.export(
+                module,
+                (example,),
+                dynamo=True,
+                input_names=["pixels"],
+                output_names=[output],
+                dynamic_shapes=({0: torch.export.Dim("batch")},),
+                external_data=False,
+                verbose=False,
+            )
+    except Exception as e:  # noqa: BLE001  (both exporters failed: the model cannot be exported)
+        reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        raise ExportError(
+            f'{type(module).__name__} cannot be exported to ONNX ({reason}); use `engine="torch"`'
+        ) from None
     return program.model_proto.SerializeToString()
 
 
