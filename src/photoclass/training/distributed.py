@@ -18,6 +18,7 @@ raised in all of them, so none is left waiting for the others (a hang) in its ne
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import hashlib
 import logging
@@ -223,6 +224,10 @@ def setup(device: str = "auto") -> Dist:
     if rank != 0:  # one voice: rank 0 logs; the others only their errors
         _photoclass_logger().setLevel(logging.ERROR)
     dist = Dist(rank, local_rank, world, backend, device, owns, level)
+    # A run that stops with an error never reaches `close`; a process group still open at exit
+    # can abort the interpreter ("terminate called without an active exception", exit -6)
+    # instead of the error's exit code 1.
+    atexit.register(dist.close)
     log.info("%d training processes (%s); rank 0 writes the model", world, backend)
     return dist
 

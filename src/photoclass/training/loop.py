@@ -244,8 +244,14 @@ def train(
     pretrained_backbone = entry.cfg.pretrained and (cfg.unfreeze == 0 or kept_phase == "probe")
     if features is None or not pretrained_backbone:
         features = pre_logits_of(
-            model, (train_split, val_split), normalize, compute, progress, dist,
-            engine=cfg.engine, batch_size=cfg.batch_size,
+            model,
+            (train_split, val_split),
+            normalize,
+            compute,
+            progress,
+            dist,
+            engine=cfg.engine,
+            batch_size=cfg.batch_size,
         )
     val_labels = torch.from_numpy(val_split.labels)
     prior = _blend_prior(model, classes, cfg, features[1], val_labels, pretrained_backbone)
