@@ -14,23 +14,22 @@ from __future__ import annotations
 
 import os
 import socket
-import threading
-import time
 from functools import partial
 from pathlib import Path
 
 import uvicorn
 from starlette.applications import Starlette
 
+from photoclass.background import BackgroundServer
 from photoclass.bundle import Bundle, load_bundle
 from photoclass.config import ServeConfig, validate
-from photoclass.errors import ConfigError, PhotoclassError
+from photoclass.errors import ConfigError
 from photoclass.serving.app import create_app
 
 GRACEFUL_S = 30  # the longest a stop waits for requests in flight
 
 
-class ModelServer:
+class ModelServer(BackgroundServer):
     """`bundle` (or, with several `workers`, the model folder each worker loads) served over
     HTTP as `config` says, with an optional bearer `api_key`."""
 
@@ -57,12 +56,6 @@ class ModelServer:
             server_header=False,
         )
         self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
-
-    @property
-    def url(self) -> str:
-        host, port = self._socket.getsockname()[:2]
-        return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
     def run(self) -> None:
         """Serve in this thread until SIGINT (Ctrl-C) or SIGTERM, then stop gracefully."""
@@ -73,33 +66,28 @@ class ModelServer:
         else:
             uvicorn.Server(self._uvicorn).run(sockets=[self._socket])
 
+    thread_name = "photoclass-serve"
+
     def start(self) -> ModelServer:
         """Serve from a background thread; returns once the first request can be answered."""
         if self.config.workers > 1:
             raise ConfigError("`workers` > 1 runs worker processes: serve them with `run()`")
-        self._server = server = uvicorn.Server(self._uvicorn)
-        self._thread = threading.Thread(
-            target=server.run, kwargs={"sockets": [self._socket]}, name="photoclass-serve", daemon=True
-        )
-        self._thread.start()
-        while not server.started:
-            if not self._thread.is_alive():
-                raise PhotoclassError("the server stopped while starting; its log says why")
-            time.sleep(0.01)
-        return self
+        self._server = uvicorn.Server(self._uvicorn)
+        return super().start()
 
-    def stop(self) -> None:
-        """Stop a `start()`ed server: refuse new connections, answer those in flight, return."""
-        if self._server is not None and self._thread is not None:
-            self._server.should_exit = True
-            self._thread.join()
-        self._socket.close()
+    def _listener(self) -> socket.socket:
+        return self._socket
 
-    def __enter__(self) -> ModelServer:
-        return self.start()
+    def _serve(self) -> None:
+        assert self._server is not None
+        self._server.run(sockets=[self._socket])
 
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+    def _ready(self) -> bool:
+        return self._server is not None and self._server.started
+
+    def _shutdown(self) -> None:
+        assert self._server is not None
+        self._server.should_exit = True
 
 
 def listen(host: str, port: int) -> socket.socket:

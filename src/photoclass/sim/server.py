@@ -19,6 +19,7 @@ import hashlib
 import io
 import json
 import re
+import socket
 import threading
 from collections import Counter
 from collections.abc import Callable
@@ -30,6 +31,7 @@ from urllib.parse import parse_qsl, urlsplit
 import numpy as np
 from PIL import Image
 
+from photoclass.background import BackgroundServer
 from photoclass.sim.corpus import Corpus, SimPhoto, normalize_tag, render_jpeg
 from photoclass.sim.tables import LICENSES, PLACEHOLDER_PATH, SIZES, UNAVAILABLE
 
@@ -410,7 +412,7 @@ class _Server(ThreadingHTTPServer):
         """Clients that time out and hang up are part of the game, not errors."""
 
 
-class SimServer:
+class SimServer(BackgroundServer):
     """A Flickr-compatible server on 127.0.0.1, in a background thread.
 
     Use it as a context manager; `api_url` and `api_key` are what a client needs.
@@ -435,7 +437,8 @@ class SimServer:
         self._server = _Server(
             ("127.0.0.1", port), lambda base: Flickr(self.corpus, self.api_key, faults, base)
         )
-        self._thread: threading.Thread | None = None
+
+    thread_name = "photoclass-sim"
 
     @property
     def base_url(self) -> str:
@@ -450,19 +453,19 @@ class SimServer:
         """The service itself: call counters, `photo_url`, the corpus."""
         return self._server.flickr
 
-    def start(self) -> SimServer:
-        """Serve in a background thread (once; starting a started server does nothing)."""
-        if self._thread is None:
-            # A short poll interval: `stop` waits for the loop to notice, and tests stop often.
-            self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
-            self._thread.start()
-        return self
+    def _listener(self) -> socket.socket:
+        return self._server.socket
+
+    def _serve(self) -> None:
+        # A short poll interval: `stop` waits for the loop to notice, and tests stop often.
+        self._server.serve_forever(0.05)
+
+    def _shutdown(self) -> None:
+        self._server.shutdown()
 
     def stop(self) -> None:
         self._server.stopping.set()
-        if self._thread is not None:
-            self._server.shutdown()
-        self._server.server_close()
+        super().stop()
 
     def serve_forever(self) -> None:
         """Serve until `stop` or Ctrl-C (`KeyboardInterrupt`, raised after stopping)."""
@@ -472,9 +475,3 @@ class SimServer:
                 pass
         finally:
             self.stop()
-
-    def __enter__(self) -> SimServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
