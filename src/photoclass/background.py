@@ -55,7 +55,9 @@ class BackgroundServer:
             self._thread.start()
             while not self._ready():
                 if not self._thread.is_alive():
-                    raise PhotoclassError(f"the server stopped while starting ({self.thread_name}); its log says why")
+                    raise PhotoclassError(
+                        f"the server stopped while starting ({self.thread_name}); its log says why"
+                    )
                 time.sleep(0.01)
         return self
 

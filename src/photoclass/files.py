@@ -1,6 +1,6 @@
 """Files that are whole or absent: the one way photoclass writes a file that a later run trusts
 (model bundles, checkpoints, ONNX exports, the decode cache, downloaded photos, the
-attribution table)."""
+attribution table); and a free name for a file moved beside others (`unused_path`)."""
 
 from __future__ import annotations
 
@@ -71,3 +71,12 @@ def _sync_folder(folder: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def unused_path(path: Path) -> Path:
+    """`path`, or `name-1.jpg`, `name-2.jpg` ... when something (a link included) is already there."""
+    candidate, n = path, 0
+    while os.path.lexists(candidate):
+        n += 1
+        candidate = path.with_name(f"{path.stem}-{n}{path.suffix}")
+    return candidate

@@ -18,6 +18,7 @@ from typing import Any
 from photoclass.checking import agreement
 from photoclass.checking.findings import Finding, Move
 from photoclass.checking.layout import require_folder
+from photoclass.files import unused_path
 
 QUARANTINE = "_quarantine"
 LOG = "log.jsonl"
@@ -32,7 +33,7 @@ def quarantine(root: Path, findings: Sequence[Finding]) -> list[Move]:
     moves: list[Move] = []
     for finding in findings:
         source = finding.path
-        target = _free(folder / finding.kind / source.relative_to(root))
+        target = unused_path(folder / finding.kind / source.relative_to(root))
         row = rows.get(source.stem)
         # The manifest's own photo, not a copy of it elsewhere: only then is its row changed.
         kept = row is not None and row["status"] == "ok" and source == agreement.home(root, row)
@@ -96,15 +97,6 @@ def _entries(path: Path) -> list[dict[str, Any]]:
     if not path.is_file():
         return []
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
-def _free(path: Path) -> Path:
-    """`path`, or `name.1.jpg`, `name.2.jpg` ... when a file is already quarantined there."""
-    candidate, n = path, 0
-    while os.path.lexists(candidate):
-        n += 1
-        candidate = path.with_name(f"{path.stem}.{n}{path.suffix}")
-    return candidate
 
 
 def _remove_empty(folder: Path) -> None:

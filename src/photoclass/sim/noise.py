@@ -19,6 +19,7 @@ from pathlib import Path
 from PIL import Image
 
 from photoclass.data.folder import class_folders, files_in
+from photoclass.files import unused_path
 from photoclass.sim.corpus import render_photo
 
 DRAWN_SIDE = 400  # pixels: the longer side of a drawn stray, about a Flickr photo's
@@ -69,7 +70,7 @@ def inject(
         members = [p for (s, c), files in photos.items() if c == cls for p in files]
         for path in rng.sample(members, round(flip * len(members))):
             other = rng.choice([c for c in classes if c != cls])
-            target = _free(path.parent.parent / other / path.name)
+            target = unused_path(path.parent.parent / other / path.name)
             os.replace(path, target)
             done.flipped[target] = cls
 
@@ -77,11 +78,11 @@ def inject(
         return root / rng.choice(splits) / rng.choice(classes)
 
     for stray in strays:
-        target = _free(place() / Path(stray).name)
+        target = unused_path(place() / Path(stray).name)
         shutil.copyfile(stray, target)
         done.strays.add(target)
     for i in range(drawn):
-        target = _free(place() / f"drawing-{seed}-{i}.jpg")
+        target = unused_path(place() / f"drawing-{seed}-{i}.jpg")
         render_photo(f"drawing-{i}", i, DRAWN_SIDE, seed=seed).convert("RGB").save(target, quality=90)
         done.strays.add(target)
         done.drawn.add(target)
@@ -89,7 +90,7 @@ def inject(
     flipped = set(done.flipped)
     train = [p for c in classes for p in files_in(root / "train" / c) if p not in flipped]
     for n, path in enumerate(rng.sample(train, min(len(train), round(leak * total)))):
-        target = _free(root / into / path.parent.name / path.name)
+        target = unused_path(root / into / path.parent.name / path.name)
         target.parent.mkdir(parents=True, exist_ok=True)
         if n % 2 == 0:
             shutil.copyfile(path, target)
@@ -100,12 +101,3 @@ def inject(
             done.reencoded.add(target)
         done.leaked[target] = path
     return done
-
-
-def _free(path: Path) -> Path:
-    """`path`, or `name-1.jpg` ... when a file of that name is already there."""
-    candidate, n = path, 0
-    while os.path.lexists(candidate):
-        n += 1
-        candidate = path.with_name(f"{path.stem}-{n}{path.suffix}")
-    return candidate
