@@ -4,8 +4,8 @@ is flagged was injected, how long it takes, and what `check --fix` does for trai
     python bench/check.py            # 2,000 photos, 4 trainings (~25 minutes on 2 cores)
     python bench/check.py --quick    # 500 photos, small-cnn for 10 epochs (~8 minutes)
 
-cats-owls/train is split 80/20 per class into a noisy dataset's train/ and val/ (symbolic
-links), and then, by `photoclass.sim.noise`: 5% of each class's labels flipped, 2% off-topic
+cats-owls/train is split 80/20 per class into a noisy dataset's train/ and val/ (copies),
+and then, by `photoclass.sim.noise`: 5% of each class's labels flipped, 2% off-topic
 photos added (half real eagles from owls-eagles, half drawings), 1% of the photos copied from
 train/ into val/ (half byte-identical, half re-encoded). The check runs through the real CLI
 with a cold decode cache, timed. The clean dataset is checked too: what it flags already is
@@ -23,27 +23,16 @@ import json
 import os
 import random
 import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from _common import DATA, PHOTOCLASS, banner, class_files, machine, run, table
+from _common import DATA, PHOTOCLASS, banner, class_files, cpu, machine, run, table
 
 from photoclass.sim.noise import Injected, inject
 
 EAGLES = DATA.parent / "owls-eagles" / "train" / "eagle"
 MODELS = ("efficientnet-lite0", "small-cnn")
-
-
-def lscpu() -> str:
-    """The CPU model and flags: the numbers depend on them (bfloat16, AVX-512)."""
-    try:
-        text = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-    except (OSError, subprocess.CalledProcessError):
-        return "lscpu unavailable"
-    fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
-    return f"CPU: {fields.get('Model name', '?').strip()}\nflags: {fields.get('Flags', '?').strip()}"
 
 
 def build(dest: Path, per_class: int | None, seed: int = 0) -> Path:
@@ -119,7 +108,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="250 photos per class, small-cnn for 10 epochs")
     args = parser.parse_args()
     per_class, epochs = (250, 10) if args.quick else (None, None)
-    print(lscpu())
+    print(cpu())
     print(machine())
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)

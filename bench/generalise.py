@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import subprocess
 import sys
 import tempfile
 import time
@@ -39,7 +38,7 @@ import numpy as np
 from PIL import Image, ImageFilter, ImageOps
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ROOT, machine, table  # noqa: E402
+from _common import ROOT, cpu, machine, table  # noqa: E402
 
 import photoclass  # noqa: E402
 from photoclass.data.cache import decode_all  # noqa: E402
@@ -219,15 +218,6 @@ def cell(correct: int, n: int) -> str:
     return f"{correct / n:.1%} ({low:.0%}-{high:.0%})"
 
 
-def cpu_model() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown CPU"
-    fields = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
-    return f"{fields.get('Model name', '?').strip()}, {fields.get('CPU(s)', '?').strip()} CPUs"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -241,7 +231,7 @@ def main() -> None:
     recipes = {name: RECIPES[name] for name in filter(None, args.recipes.split(","))}
     recipes.update(parse_recipe(r) for r in args.recipe)
 
-    print(f"{cpu_model()}; {machine()}", flush=True)
+    print(cpu(), machine(), sep="\n", flush=True)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         work_root = args.keep or Path(tmp)

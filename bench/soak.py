@@ -45,7 +45,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from _common import PHOTOCLASS, banner, machine, table
+from _common import PHOTOCLASS, banner, cpu, machine, table
 
 from photoclass.collecting.manifest import ATTRIBUTION, MANIFEST
 from photoclass.collecting.split import INCOMING, SPLITS, class_folders
@@ -96,15 +96,6 @@ class RunRecord:
     wall: float = 0.0
     returncode: int = 0
     samples: list[Sample] = field(default_factory=list)
-
-
-def cpu_lines() -> list[str]:
-    """`lscpu`'s model name and flags: where the numbers come from."""
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-    except (OSError, subprocess.CalledProcessError):
-        return ["lscpu: not available"]
-    return [line for line in out.splitlines() if line.startswith(("Model name", "CPU(s):", "Flags"))]
 
 
 def proc_status(pid: int) -> tuple[float, int, int] | None:
@@ -224,8 +215,7 @@ def main() -> None:
     target = per_class * len(CLASSES)
     kills = [float(x) for x in args.kills.split(",") if x.strip()]
 
-    for line in cpu_lines():
-        print(line)
+    print(cpu())
     print(machine())
     print(
         f"soak: {target} photos ({per_class} per class), killed at {kills} of them, then resumed to the end"
