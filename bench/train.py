@@ -70,8 +70,7 @@ PHOTOCLASS_ENV: dict[str, str] = {}  # --env KEY=VALUE: extra environment for ph
 
 def photoclass_train(data: Path, out: Path, cache: Path, args: list[str]) -> tuple[dict, object]:
     """`photoclass train DATA --out OUT ARGS` in a subprocess; (bundle metadata, Run)."""
-    # The subset is symbolic links into the full set, outside the subset's folder.
-    cmd = [*PHOTOCLASS, "train", str(data), "--out", str(out), "--overwrite", "--follow-symlinks", *args]
+    cmd = [*PHOTOCLASS, "train", str(data), "--out", str(out), "--overwrite", *args]
     extra = " ".join(f"{k}={v}" for k, v in PHOTOCLASS_ENV.items())
     print("$", (extra + " " if extra else "") + shlex.join(["photoclass", *cmd[3:]]), flush=True)
     result = run(cmd, env={"PHOTOCLASS_CACHE": str(cache), "COLUMNS": "120", **PHOTOCLASS_ENV})
