@@ -35,7 +35,7 @@ def main() -> None:
         tick = time.perf_counter()
         pixels = decode_image(body, size)
         with lock:
-            top = predict_pixels(bundle, pixels[None], top_k=top_k)[0]
+            top = predict_pixels(bundle, pixels[None], top_k=top_k)[0].top
         return {
             "label": top[0][0],
             "probability": top[0][1],
