@@ -57,7 +57,7 @@ LITE0_TODAY = dict(
     patience=2, crop_scale=0.35, rotate=10.0, color_jitter=0.2, prior=0.0, label_smoothing=0.0,
 )  # fmt: skip
 SMALL_TODAY = dict(
-    model="small-cnn", image_size=128, epochs=30, lr=3e-3, weight_decay=5e-4, scheduler="onecycle",
+    model="small-cnn", image_size=128, epochs=30, patience=30, lr=3e-3, weight_decay=5e-4, scheduler="onecycle",
     crop_scale=0.35, rotate=10.0, color_jitter=0.2, label_smoothing=0.0, grayscale=0.0,
 )  # fmt: skip
 RECIPES: dict[str, dict[str, Any]] = {

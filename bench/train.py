@@ -208,15 +208,13 @@ def _add(runs: dict, name: str, seconds: list[float], proc, acc: list[float]) ->
     found["acc"] = acc
 
 
-def reference_seconds(epochs: dict | None) -> float | None:
-    """5 Keras epochs on the full set, timed on this CPU: part 1's epoch time, scaled from
-    its subset to 2,000 + 500 photos (Keras decodes every photo every epoch, so its epoch time
-    grows with the photos)."""
-    if not epochs or "keras_s_per_epoch" not in epochs:
+def reference_seconds(epochs: dict | None, key: str = "keras_s_per_epoch") -> float | None:
+    """5 Keras epochs on the full set, timed on this CPU: part 1's epoch time (wall, or CPU
+    with `key="keras_cpu_s_per_epoch"`), scaled from its subset to 2,000 + 500 photos (Keras
+    decodes every photo every epoch, so its epoch time grows with the photos)."""
+    if not epochs or key not in epochs:
         return None
-    return (
-        5 * epochs["keras_s_per_epoch"] * (FULL_TRAIN + FULL_VAL) / (epochs["photos"] + epochs["val_photos"])
-    )
+    return 5 * epochs[key] * (FULL_TRAIN + FULL_VAL) / (epochs["photos"] + epochs["val_photos"])
 
 
 def time_to_accuracy(args, tmp: Path, epochs: dict | None) -> dict:

@@ -21,16 +21,21 @@ from photoclass.models.registry import ModelCfg, register_model
 RECIPE = recipe(
     image_size=128,  # 300 px buys nothing here and costs 5x the compute
     batch_size=32,
-    epochs=30,
+    # Chosen by bench/generalise.py on cats-owls' shifted check sets, where it beat the
+    # earlier recipe (30 epochs, crops to 35%, jitter 0.2, no grey, no smoothing) on every
+    # one: held-out look 86.6% vs 62.1%, black and white 95.0% vs 61.1%, val 96.9% vs 93.0%.
+    epochs=40,
     lr=3e-3,
     optimizer="adamw",
     weight_decay=5e-4,
     scheduler="onecycle",
-    patience=30,  # one-cycle needs its whole schedule; the best epoch is still kept
+    patience=40,  # one-cycle needs its whole schedule; the best epoch is still kept
     hflip=0.5,
-    crop_scale=0.35,
+    crop_scale=0.25,
     rotate=10.0,
-    color_jitter=0.2,
+    color_jitter=0.3,
+    grayscale=0.1,
+    label_smoothing=0.1,
     precision="auto",
 )
 
