@@ -261,6 +261,11 @@ def main() -> None:
     parser.add_argument("--time-limit", type=float, default=300, help="seconds per load phase, at most")
     parser.add_argument("--serve-args", default="", help="extra flags for `photoclass serve`")
     parser.add_argument("--quick", action="store_true", help="1 round, 50 requests per client")
+    parser.add_argument(
+        "--baseline-engine",
+        default="torch",
+        help="what computes the old server's predictions: torch (as it did) or auto (as serve does)",
+    )
     args = parser.parse_args()
     if args.quick:
         args.rounds, args.requests, args.batch_runs = 1, 50, 1
@@ -289,7 +294,10 @@ def main() -> None:
         forward = forward_rates(model)
 
         servers = {
-            BASELINE: ([sys.executable, str(ROOT / "bench" / "stdlib_server.py"), str(model)], command_env()),
+            BASELINE: (
+                [sys.executable, str(ROOT / "bench" / "stdlib_server.py"), str(model), args.baseline_engine],
+                command_env(),
+            ),
             SERVE: ([*PHOTOCLASS, "serve", str(model), "--port", "0", *shlex.split(args.serve_args)], {}),
         }
         banner(

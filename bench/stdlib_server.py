@@ -2,9 +2,11 @@
 ce5c3b7, `src/photoclass/serving/app.py`), kept here, trimmed to its two API routes, so the
 benchmark can still run it. The standard library's threading HTTP server, one photo per
 forward pass: each request decodes in its own thread, then waits for a lock around the model.
-It calls the same decoding and inference functions as the new server.
+It calls the same decoding and inference functions as the new server, computed by PyTorch as
+they were then (ENGINE "torch"; "auto" gives it onnxruntime like the new server, to compare
+the servers alone).
 
-    python bench/stdlib_server.py MODEL      # prints its URL, serves until killed
+    python bench/stdlib_server.py MODEL [ENGINE]     # prints its URL, serves until killed
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from photoclass.serving.app import MAX_BODY, model_info
 
 
 def main() -> None:
-    bundle = photoclass.load_model(sys.argv[1])
+    bundle = photoclass.load_model(sys.argv[1], engine=sys.argv[2] if len(sys.argv) > 2 else "torch")
     lock = threading.Lock()
     size = bundle.image_size
     predict_pixels(bundle, np.zeros((1, size, size, 3), dtype=np.uint8))  # warm-up, as it did
