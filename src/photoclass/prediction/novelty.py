@@ -24,9 +24,10 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from photoclass.data.preprocess import Normalize
-from photoclass.models.classifier import ImageClassifier, PreLogits
+from photoclass.models.classifier import ImageClassifier
 from photoclass.prediction.inference import CPU_FP32, logits_for
 from photoclass.progress import NO_PROGRESS, Progress
 from photoclass.runtime import Compute
@@ -43,16 +44,23 @@ def pre_logits(
     normalize: Normalize,
     *,
     compute: Compute = CPU_FP32,
+    engine: str = "torch",
     batch_size: int = 32,
     progress: Progress = NO_PROGRESS,
     description: str = "features",
 ) -> torch.Tensor:
-    """(N, D) float32 pre-logits (what the classifier reads) of (N, H, W, 3) uint8 `images`."""
+    """(N, D) float32 pre-logits (what the classifier reads) of (N, H, W, 3) uint8 `images`,
+    computed by `engine` (see `photoclass.prediction.engine`)."""
+    # Every layer but the classifier: what `forward_head(forward_features(x), pre_logits=True)`
+    # computes (the contract keeps the layers in one nn.Sequential, run in order). As a module
+    # without the head, its ONNX graph (engine "onnx") depends on the backbone's weights alone:
+    # exported once per pretrained backbone, whatever the classes.
     return logits_for(
-        PreLogits(model),
+        nn.Sequential(*list(model)[:-1]),
         images,
         normalize,
         compute=compute,
+        engine=engine,
         batch_size=batch_size,
         progress=progress,
         description=description,

@@ -28,7 +28,8 @@ from photoclass.data.decode import LazyPixels
 from photoclass.data.preprocess import Normalize
 from photoclass.models import ImageClassifier
 from photoclass.prediction.engine import TorchRunner, runner_for
-from photoclass.prediction.inference import logits_for, outputs
+from photoclass.prediction.inference import outputs
+from photoclass.prediction.novelty import pre_logits
 from photoclass.progress import NO_PROGRESS, Progress
 from photoclass.runtime import Compute
 from photoclass.training.distributed import SINGLE, Dist
@@ -108,15 +109,10 @@ def pre_logits_of(
     its share and every process getting them all (the probe trains on them; the finished head
     is calibrated and the unknown flag fitted on them)."""
     model.eval()
-    # Every layer but the classifier: what `forward_head(forward_features(x), pre_logits=True)`
-    # computes (the contract keeps the layers in one nn.Sequential, run in order). As a module
-    # without the new head, its ONNX graph (engine "onnx") depends on the pretrained weights
-    # alone: exported once, whatever the classes.
-    backbone = nn.Sequential(*list(model)[:-1])
     train, val = (
         dist.gather_rows(
-            logits_for(
-                backbone,
+            pre_logits(
+                model,
                 split.images[dist.rows(len(split.labels))],
                 normalize,
                 compute=compute,
