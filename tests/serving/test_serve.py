@@ -3,6 +3,7 @@ a really trained model, the command line in a real process, and the page in a re
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -19,7 +20,7 @@ from typer.testing import CliRunner
 import photoclass
 from photoclass.cli import app
 from photoclass.config import ServeConfig
-from photoclass.serving.server import ModelServer
+from photoclass.serving.server import ModelServer, listen
 
 from ..helpers import ARTIFACTS, CHROMIUM, browser_page
 
@@ -124,6 +125,30 @@ def test_it_listens_on_loopback_unless_told_otherwise(trained_binary: Path) -> N
         assert server.url.startswith("http://127.0.0.1:")
     finally:
         server.stop()
+
+
+def test_answers_are_not_held_back_by_nagles_algorithm() -> None:
+    # asyncio (so uvicorn) sets TCP_NODELAY only on sockets whose protocol says TCP; without it
+    # every answer waited ~40 ms for the client's delayed ACK.
+    async def accepted_nodelay() -> int:
+        seen: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+        class Accept(asyncio.Protocol):
+            def connection_made(self, transport: asyncio.BaseTransport) -> None:
+                sock = transport.get_extra_info("socket")
+                seen.set_result(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+                transport.close()
+
+        listening = listen("127.0.0.1", 0)
+        server = await asyncio.get_running_loop().create_server(Accept, sock=listening)
+        async with server:
+            _, writer = await asyncio.open_connection(*listening.getsockname())
+            try:
+                return await asyncio.wait_for(seen, 10)
+            finally:
+                writer.close()
+
+    assert asyncio.run(accepted_nodelay()) != 0
 
 
 def test_bad_options_are_one_line_errors_in_api_terms(trained_binary: Path) -> None:

@@ -93,7 +93,10 @@ class ModelServer(BackgroundServer):
 def listen(host: str, port: int) -> socket.socket:
     """A listening socket on `host:port`, or a one-line error saying why not."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # The protocol named, not left 0: asyncio turns Nagle's algorithm off (TCP_NODELAY) only on
+    # sockets whose `proto` says TCP. Left on, it held each answer's body until the client's
+    # delayed ACK of its headers: 40 ms added to every request (60 ms instead of 16 for one).
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
