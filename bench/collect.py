@@ -7,9 +7,20 @@ Both fetch the same URLs, back to back, from the Flickr simulator running in its
 with `--latency` seconds added to every response (a photo host far away). photoclass runs at
 its default politeness settings (`CollectConfig()`: 32 connections, <= 500 requests/s/host)
 and does what the reference does not: it decodes every photo fully, hashes it and writes it
-atomically and durably (fsync), through the same validator and sink `collect()` uses. Photos are rendered before timing starts, so neither side waits for the simulator
-to draw. Finally a full `collect()` (search, download, split, at the default 1 API call/s)
-gives the API calls spent per 1,000 photos kept.
+atomically and durably (fsync), through the same validator and sink `collect()` uses. Photos
+are rendered before timing starts, so neither side waits for the simulator to draw.
+
+The work that must be done: that same validation (the full decode, sha256 and pHash) of the
+same photos, already in memory, on every core (`os.cpu_count()` threads: PIL and hashlib
+release the GIL), with nothing else running. Its photos/s is the CPU-bound limit no
+downloader can pass on this machine, and its CPU time per photo is the least any can spend.
+photoclass's download should spend >= 80% of its CPU on that work (CPU seconds of the
+process, all threads, per photo; the simulator serving from its own process is not counted),
+and with `--latency 0` (nothing to wait for: the download is CPU-bound) its photos/s is
+compared with the limit too, the simulator then sharing the cores.
+
+Finally a full `collect()` (search, download, split, at the default 1 API call/s) gives the
+API calls spent per 1,000 photos kept.
 """
 
 from __future__ import annotations
@@ -22,6 +33,8 @@ import os
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from multiprocessing.connection import Connection
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -35,6 +48,7 @@ from photoclass.config import CollectConfig
 from photoclass.sim import Faults, SimServer
 
 CLASSES = ("cat", "owl")
+LIMIT_TARGET = 0.8  # of the CPU-bound limit
 
 
 def serve(conn: Connection, photos_per_class: int, latency: float) -> None:
@@ -69,13 +83,32 @@ def reference(urls: list[str], folder: Path) -> float:
     return time.perf_counter() - started
 
 
-def photoclass_download(urls: list[str], folder: Path) -> tuple[float, int]:
+def validator() -> Callable[[bytes, str], object]:
+    """What `collect()` checks each photo with, at the default settings."""
     config = CollectConfig()
+    return functools.partial(check_image, min_side=config.min_side, max_pixels=config.max_pixels)
+
+
+def cpu_limit(bodies: list[bytes], repeat: int) -> tuple[float, float]:
+    """(wall, CPU) seconds, the run of median wall time of `repeat`, to validate every body
+    on every core."""
+    validate = validator()
+    runs = []
+    with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+        for _ in range(repeat):
+            started, cpu = time.perf_counter(), time.process_time()
+            checked = list(pool.map(validate, bodies, itertools.repeat("image/jpeg")))
+            runs.append((time.perf_counter() - started, time.process_time() - cpu))
+    assert not any(isinstance(c, str) for c in checked), "a reference download is not a valid photo"
+    return sorted(runs)[len(runs) // 2]
+
+
+def photoclass_download(urls: list[str], folder: Path) -> tuple[float, float, int]:
+    """(wall, CPU) seconds to download, validate and save every photo, and how many were kept."""
     jobs = [Job(str(i), url) for i, url in enumerate(urls)]
-    validate = functools.partial(check_image, min_side=config.min_side, max_pixels=config.max_pixels)
-    started = time.perf_counter()
-    results = download(jobs, config, validate=validate, sink=IncomingFolder(folder, "bench"))
-    return time.perf_counter() - started, sum(r.status == "ok" for r in results)
+    started, cpu = time.perf_counter(), time.process_time()
+    results = download(jobs, CollectConfig(), validate=validator(), sink=IncomingFolder(folder, "bench"))
+    return time.perf_counter() - started, time.process_time() - cpu, sum(r.status == "ok" for r in results)
 
 
 def main() -> None:
@@ -98,10 +131,11 @@ def main() -> None:
         ref_dir, data = Path(tmp, "ref"), Path(tmp, "data")
         ref_dir.mkdir()
         ref_s = reference(urls, ref_dir)
+        limit_s = cpu_limit([(ref_dir / f"{i}.jpg").read_bytes() for i in range(len(urls))], args.repeat)
         # photoclass is CPU-bound where the reference waits on the network, so it is the one
         # that suffers on a busy machine: take the median of a few runs.
         runs = [photoclass_download(urls, Path(tmp, f"pc{i}")) for i in range(args.repeat)]
-        pc_s, ok = sorted(runs)[len(runs) // 2]
+        pc_s, pc_cpu, ok = sorted(runs)[len(runs) // 2]
         config = CollectConfig(classes=CLASSES, per_class=len(urls) // len(CLASSES), api_url=api_url)
         summary = collect(config, data, api_key)
         kept = sum(c.downloaded for c in summary.classes.values())
@@ -115,9 +149,24 @@ def main() -> None:
         f"response, {os.cpu_count()} CPUs, load average {load:.1f} at the start"
     )
     print(f"reference (sequential urlretrieve): {ref_rate:8.1f} photos/s  ({ref_s:.1f} s)")
-    others = ", ".join(f"{len(urls) / s:.0f}" for s, _ in runs)
+    others = ", ".join(f"{len(urls) / s:.0f}" for s, _, _ in runs)
     print(f"photoclass download (defaults):     {pc_rate:8.1f} photos/s  (median of {others}; {ok} valid)")
     print(f"ratio:                              {pc_rate / ref_rate:8.1f}x")
+    limit_wall, limit_cpu = limit_s
+    must, spent = limit_cpu / len(urls) * 1000, pc_cpu / len(urls) * 1000
+    print(
+        f"validation alone ({os.cpu_count()} threads): {len(urls) / limit_wall:.1f} photos/s (the CPU-bound "
+        f"limit), {must:.2f} CPU ms per photo"
+    )
+    print(
+        f"photoclass download: {spent:.2f} CPU ms per photo: {must / spent:.0%} of its CPU on the work that "
+        f"must be done (target >= {LIMIT_TARGET:.0%})"
+        + (
+            f"; {pc_rate / (len(urls) / limit_wall):.0%} of the CPU-bound limit's photos/s"
+            if args.latency == 0
+            else ""
+        )
+    )
     print(
         f"collect() end to end: {kept} photos kept in {summary.elapsed:.1f} s, "
         f"{summary.api_calls} API calls = {summary.api_calls / kept * 1000:.1f} per 1,000 photos"
