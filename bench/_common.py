@@ -16,6 +16,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from photoclass import runtime
+
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("PHOTOCLASS_BENCH_DATA", ROOT.parent / "shared" / "data" / "cats-owls"))
 PHOTOCLASS = [sys.executable, "-m", "photoclass"]
@@ -78,6 +80,25 @@ def _communicate_no_wait(proc: subprocess.Popen) -> tuple[str, str]:
     for t in threads:
         t.join()
     return chunks["out"], chunks["err"]
+
+
+def command_env() -> dict[str, str]:
+    """What the `photoclass` command gives itself (runtime.reexec_with_jemalloc): jemalloc where
+    installed, and OpenMP threads that sleep when idle. Baselines and in-process
+    measurements get the same (`as_the_command`)."""
+    env = {"OMP_WAIT_POLICY": "PASSIVE"}
+    library = runtime.find_jemalloc()
+    if library:
+        env.update(LD_PRELOAD=library, MALLOC_CONF=runtime.JEMALLOC_CONF)
+    return env
+
+
+def as_the_command() -> None:
+    """Re-execute this script under `command_env()` unless it already runs so: what a script
+    times in-process then runs with the allocator and threads the `photoclass` command has."""
+    env = command_env()
+    if any(os.environ.get(k) != v for k, v in env.items()):
+        os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **env})
 
 
 def median(values: list[float]) -> float:

@@ -127,6 +127,12 @@ def goals(found: dict, kind: str) -> list[dict]:
             f"{pipeline['s_per_epoch']:.1f} vs {epochs['keras_s_per_epoch']:.1f} s per "
             f"{epochs['photos']}+{epochs['val_photos']}-photo epoch; {epochs['cpu_ratios'][name]:.2f}x less CPU"
         )
+        limit = (epochs.get("limits") or {}).get(name.split("precision ")[1].split()[0], {})
+        if "limit_ratio" in limit:  # bench/step_limit.py: the steps alone
+            note += (
+                f"; this CPU's limit (the batch-5 steps alone) {limit['limit_ratio']:.2f}x, "
+                f"{limit['reached']:.0%} of it reached"
+            )
         add(
             f"seed-cnn epoch vs Keras, {name.split(', ', 1)[1]}",
             ratio,

@@ -44,10 +44,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from _common import DATA, PHOTOCLASS, ROOT, banner, cpu, machine, median, run, stratified_subset, table
+from _common import (
+    DATA,
+    PHOTOCLASS,
+    ROOT,
+    banner,
+    command_env,
+    cpu,
+    machine,
+    median,
+    run,
+    stratified_subset,
+    table,
+)
 from predict import BATCH_PATHS, batch
-
-from photoclass import runtime
 
 BASELINE, SERVE = "stdlib server (before)", "photoclass serve"
 THROUGHPUT_TARGET, P95_TARGET = 3.0, 0.5
@@ -219,16 +229,6 @@ def forward_rates(model: Path, sizes: tuple[int, ...] = (1, 4, 8, 16)) -> dict[i
         )
     )
     return rates
-
-
-def command_env() -> dict[str, str]:
-    """What the `photoclass` command gives itself (runtime.reexec_with_jemalloc): jemalloc where
-    installed, and OpenMP threads that sleep when idle. The baseline gets the same."""
-    env = {"OMP_WAIT_POLICY": "PASSIVE"}
-    library = runtime.find_jemalloc()
-    if library:
-        env.update(LD_PRELOAD=library, MALLOC_CONF=runtime.JEMALLOC_CONF)
-    return env
 
 
 def measure(name: str, url: str, bodies: list[bytes], args: argparse.Namespace) -> dict[str, Load]:

@@ -196,7 +196,35 @@ def epoch_speed(args, tmp: Path, tf_python: str | None) -> dict:
             )
         versions = result["keras_versions"]
         print(f"Keras: TensorFlow {versions['tensorflow']}, Keras {versions['keras']}")
+    result["limits"] = step_limits(tmp, [p for p in precisions if p in resolved], n_train, n_val, result)
     return result
+
+
+def step_limits(tmp: Path, precisions: list[str], n_train: int, n_val: int, result: dict) -> dict:
+    """bench/step_limit.py on the same number of photos: the least an epoch's steps take in
+    each precision, so the limit of the 2x goal on this CPU, and how close each epoch comes."""
+    out = tmp / "step-limit.json"
+    keras = result.get("keras_s_per_epoch")
+    proc = run(
+        [sys.executable, str(ROOT / "bench" / "step_limit.py"), "--precisions", ",".join(precisions)]
+        + ["--photos", str(n_train), "--val-photos", str(n_val), "--json", str(out)]
+        + (["--keras-epoch-s", f"{keras:.3f}"] if keras else [])
+    )
+    print(proc.stdout[proc.stdout.index("seed-cnn, ") :].rstrip())  # its table, not its CPU header
+    limits = json.loads(out.read_text())
+    for precision, limit in limits.items():
+        name = next(
+            n for n in result["pipelines"] if n.startswith(f"photoclass seed-cnn, precision {precision}")
+        )
+        limit["reached"] = limit["epoch_s"] / result["pipelines"][name]["s_per_epoch"]
+        line = (
+            f"{name}: its epoch takes {1 / limit['reached']:.2f}x the steps alone ({limit['epoch_s']:.1f} s)"
+        )
+        if keras:
+            limit["limit_ratio"] = keras / limit["epoch_s"]
+            line += f"; the steps alone are {limit['limit_ratio']:.2f}x Keras's epoch: this CPU's limit for the 2x goal"
+        print(line)
+    return limits
 
 
 def _add(runs: dict, name: str, seconds: list[float], proc, acc: list[float]) -> None:
