@@ -56,6 +56,21 @@ def test_onnx_gives_torchs_probabilities_for_real_photos(trained_binary: Path, c
         assert a.probability == pytest.approx(b.probability, abs=1e-4)
 
 
+def test_an_onnx_session_uses_the_threads_asked_for_and_computes_the_same(
+    trained_binary: Path, cats_owls_tiny: Path
+) -> None:
+    bundle = photoclass.load_model(trained_binary, device="cpu")
+    pixels = real_pixels(cats_owls_tiny / "val", bundle.image_size)
+    runs = {}
+    for threads in (1, 2):
+        run = engine.runner_for(
+            bundle.model, bundle.normalize, CPU_FP32, "onnx", size=bundle.image_size, threads=threads
+        )
+        assert run.session.get_session_options().intra_op_num_threads == threads
+        runs[threads] = logits_for(bundle.model, pixels, bundle.normalize, engine="onnx", threads=threads)
+    np.testing.assert_allclose(runs[1], runs[2], atol=1e-5)
+
+
 @pytest.mark.slow
 def test_onnx_gives_torchs_efficientnet_lite0_on_real_photos(cats_owls_tiny: Path) -> None:
     """The default model: pretrained EfficientNet-Lite0, its logits and its probe's features."""

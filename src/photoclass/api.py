@@ -402,7 +402,7 @@ def serve(
 ) -> ModelServer:
     """A web page and JSON API that predict photos with `model`, bound to its port now and
     serving once run. `options` override fields of `config` (`host="127.0.0.1"`, `port=8000`,
-    `workers`, `device`, `max_batch`, `max_wait_ms`, `max_queue`, `cors_origins`; see
+    `workers`, `device`, `max_batch`, `max_wait_ms`, `parallel_batches`, `max_queue`, `cors_origins`; see
     `ServeConfig`).
 
     server = photoclass.serve("models/co")

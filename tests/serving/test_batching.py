@@ -78,6 +78,39 @@ def test_what_queues_while_the_model_runs_is_the_next_batch_even_without_waiting
     assert fn.batches == [[0], [1, 2, 3, 4, 5]]
 
 
+def test_with_two_threads_two_batches_are_computed_at_once() -> None:
+    both_in = threading.Barrier(2, timeout=10)  # broken unless two calls are in fn together
+
+    def fn(items: list[int]) -> list[int]:
+        both_in.wait()
+        return [2 * i for i in items]
+
+    async def main() -> list[int]:
+        async with Batcher(fn, max_batch=1, max_wait=0, max_queue=100, threads=2) as batcher:
+            return await asyncio.wait_for(asyncio.gather(ask(batcher, 1), ask(batcher, 2)), 20)
+
+    assert asyncio.run(main()) == [2, 4]
+
+
+def test_a_request_does_not_wait_for_those_in_a_batch_being_computed() -> None:
+    fn = Recorder()
+
+    async def main() -> int:
+        async with Batcher(fn, max_batch=8, max_wait=30, max_queue=10, threads=2) as batcher:
+            fn.release.clear()  # the first batch is being computed...
+            first = asyncio.create_task(ask(batcher, 1))
+            await asyncio.sleep(0.05)
+            # ...and is no reason for a lone request, the only one on its way, to wait 30 s
+            # for company: the other thread computes it at once.
+            second = asyncio.create_task(ask(batcher, 2))
+            await asyncio.sleep(0.05)
+            fn.release.set()
+            return await asyncio.wait_for(second, 10) + await first
+
+    assert asyncio.run(main()) == 6
+    assert sorted(fn.batches) == [[1], [2]]
+
+
 def test_a_failing_batch_fails_each_of_its_items_and_the_next_batch_runs() -> None:
     fn = Recorder(fail_on=13)
 

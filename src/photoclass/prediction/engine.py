@@ -122,10 +122,18 @@ class OnnxRunner:
 
 
 def runner_for(
-    module: nn.Module, normalize: Normalize, compute: Compute, engine: str = "auto", *, size: int
+    module: nn.Module,
+    normalize: Normalize,
+    compute: Compute,
+    engine: str = "auto",
+    *,
+    size: int,
+    threads: int | None = None,
 ) -> Runner:
     """The runner for `module` (which takes normalised (N, 3, size, size) input) under
-    `engine` ("auto" | "torch" | "onnx", see the module docstring)."""
+    `engine` ("auto" | "torch" | "onnx", see the module docstring). `threads`: how many threads
+    one call of an onnxruntime runner uses (default: as many as PyTorch); PyTorch's own are
+    set for the whole process (`torch.set_num_threads`)."""
     if check_engine(engine) == "torch":
         return TorchRunner(module, normalize, compute)
     reason = _onnx_unusable(compute, explicit=engine == "onnx")
@@ -133,7 +141,7 @@ def runner_for(
         log.debug("engine auto: PyTorch, since %s", reason)
         return TorchRunner(module, normalize, compute)
     try:
-        return _onnx_runner(module, normalize, size)
+        return _onnx_runner(module, normalize, size, threads or torch.get_num_threads())
     except (ExportError, DependencyError) as e:
         if engine == "onnx":
             raise
@@ -192,9 +200,9 @@ _runners: dict[int, dict[tuple, tuple[tuple, OnnxRunner]]] = {}
 _lock = threading.Lock()
 
 
-def _onnx_runner(module: nn.Module, normalize: Normalize, size: int) -> OnnxRunner:
+def _onnx_runner(module: nn.Module, normalize: Normalize, size: int, threads: int) -> OnnxRunner:
     tensors = list(module.state_dict(keep_vars=True).values())
-    layers = (repr(module), repr(normalize), size)
+    layers = (repr(module), repr(normalize), size, threads)
     versions = tuple(t._version for t in tensors)
     with _lock:
         memo: dict[tuple, tuple[tuple, OnnxRunner]] = {}
@@ -206,12 +214,12 @@ def _onnx_runner(module: nn.Module, normalize: Normalize, size: int) -> OnnxRunn
         known = memo.get(layers)
         if known is not None and known[0] == versions:
             return known[1]
-        runner = _build_runner(Pixels(module, normalize), size)
+        runner = _build_runner(Pixels(module, normalize), size, threads)
         memo[layers] = (versions, runner)
         return runner
 
 
-def _build_runner(wrapper: Pixels, size: int) -> OnnxRunner:
+def _build_runner(wrapper: Pixels, size: int, threads: int) -> OnnxRunner:
     """An onnxruntime session on `wrapper`'s cached graph when that file is the one checked
     against PyTorch with this onnxruntime version (its `.json` record says so); else export
     the graph, check it, and cache it with its record."""
@@ -224,7 +232,7 @@ def _build_runner(wrapper: Pixels, size: int) -> OnnxRunner:
         checked = json.loads(record.read_text())
         if checked == {"sha256": hashlib.sha256(graph).hexdigest(), "onnxruntime": ort_version}:
             os.utime(path)  # recently used: evicted last
-            return OnnxRunner(open_session(graph), path)
+            return OnnxRunner(open_session(graph, threads), path)
     except (OSError, ValueError):
         pass  # not cached yet, or its record is missing or damaged
     except Exception as e:  # noqa: BLE001  (onnxruntime's own error types)
@@ -233,7 +241,7 @@ def _build_runner(wrapper: Pixels, size: int) -> OnnxRunner:
     wrapper.eval()
     try:
         graph = export_graph(wrapper, size)
-        session = open_session(graph)
+        session = open_session(graph, threads)
         pixels = np.random.default_rng(0).integers(0, 256, (2, size, size, 3), dtype=np.uint8)
         with torch.inference_mode():
             want = wrapper(torch.from_numpy(pixels)).float().cpu().numpy()
@@ -330,13 +338,13 @@ def _dynamo_export(module: nn.Module, example: torch.Tensor, output: str) -> byt
     return program.model_proto.SerializeToString()
 
 
-def open_session(graph: Path | bytes) -> Any:
-    """An onnxruntime CPU session using as many threads as PyTorch (which follows
-    OMP_NUM_THREADS), whose idle threads sleep rather than spin: the machines are shared,
-    and in training augmentation workers need the cores between batches."""
+def open_session(graph: Path | bytes, threads: int | None = None) -> Any:
+    """An onnxruntime CPU session using `threads` threads (default: as many as PyTorch, which
+    follows OMP_NUM_THREADS), whose idle threads sleep rather than spin: the machines are
+    shared, and in training augmentation workers need the cores between batches."""
     ort = _onnxruntime()
     options = ort.SessionOptions()
-    options.intra_op_num_threads = torch.get_num_threads()
+    options.intra_op_num_threads = threads or torch.get_num_threads()
     options.inter_op_num_threads = 1
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.log_severity_level = 3  # errors only: its warnings are about its own internals

@@ -26,13 +26,14 @@ def logits_for(
     batch_size: int = BATCH_SIZE,
     progress: Progress = NO_PROGRESS,
     description: str = "predicting",
+    threads: int | None = None,
 ) -> torch.Tensor:
     """Float32 logits (or whatever `model` outputs), on the CPU, for (N, H, W, 3) uint8
     `images`; the model is in eval mode, channels-last, on `compute.device`, and computes in
-    `compute.precision` under `engine` ("torch" | "onnx" | "auto")."""
+    `compute.precision` under `engine` ("torch" | "onnx" | "auto"; `threads`: see `runner_for`)."""
     if not len(images):
         return torch.empty(0)
-    run = runner_for(model, normalize, compute, engine, size=images.shape[1])
+    run = runner_for(model, normalize, compute, engine, size=images.shape[1], threads=threads)
     return outputs(run, images, batch_size=batch_size, progress=progress, description=description)
 
 

@@ -62,9 +62,11 @@ def model_outputs(
     batch_size: int = 32,
     progress: Progress = NO_PROGRESS,
     description: str = "predicting",
+    threads: int | None = None,
 ) -> Outputs:
     """Logits and unknown flags of decoded photos, in one forward pass by the bundle's engine
-    (`bundle.engine`; the flag reads the pre-logits the classifier reads)."""
+    (`bundle.engine`, on `threads` threads when it is onnxruntime; the flag reads the
+    pre-logits the classifier reads)."""
     net = bundle.model if bundle.novelty is None else PreLogitsAndLogits(bundle.model)
     out = logits_for(
         net,
@@ -75,6 +77,7 @@ def model_outputs(
         batch_size=batch_size,
         progress=progress,
         description=description,
+        threads=threads,
     )
     if bundle.novelty is None:
         return Outputs(out, None)
@@ -89,12 +92,13 @@ def predict_pixels(
     top_k: int = 1,
     batch_size: int = 32,
     progress: Progress = NO_PROGRESS,
+    threads: int | None = None,
 ) -> list[Scored]:
     """For each decoded photo, the `top_k` (label, calibrated probability) pairs, most likely
-    first, and whether it looks like none of the classes."""
+    first, and whether it looks like none of the classes (`threads`: see `model_outputs`)."""
     if not len(images):
         return []
-    outputs = model_outputs(bundle, images, batch_size=batch_size, progress=progress)
+    outputs = model_outputs(bundle, images, batch_size=batch_size, progress=progress, threads=threads)
     k = max(1, min(top_k, len(bundle.classes)))
     probs = probabilities(outputs.logits, bundle.temperature)
     flags = [None] * len(probs) if outputs.unknown is None else [bool(u) for u in outputs.unknown]

@@ -11,8 +11,8 @@ other routes, 413 for a body over `MAX_BODY`, 503 with `Retry-After` when `max_q
 requests are already in, 500 when the model itself fails (the details go to the log).
 
 Each upload is decoded in a thread pool (PIL releases the GIL), then waits in a `Batcher`
-that runs the model on whatever arrived together in one inference thread, so the event
-loop never computes.
+that runs the model on whatever arrived together, `parallel_batches` passes at once in
+inference threads, so the event loop never computes.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from importlib import resources
 from typing import Any
 
 import numpy as np
+import torch
 from starlette.applications import Starlette
 from starlette.datastructures import Headers, UploadFile
 from starlette.exceptions import HTTPException
@@ -63,11 +64,14 @@ def create_app(bundle: Bundle, config: ServeConfig, api_key: str | None = None) 
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
+        # The cores this process has (all, or a worker's share) split between the passes.
+        threads = max(1, torch.get_num_threads() // config.parallel_batches)
         batcher: Batcher[np.ndarray, Scored] = Batcher(
-            lambda photos: rank(bundle, photos),
+            lambda photos: rank(bundle, photos, threads),
             max_batch=config.max_batch,
             max_wait=config.max_wait_ms / 1000,
             max_queue=config.max_queue,
+            threads=config.parallel_batches,
         )
         size = bundle.image_size
         with ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="photoclass-decode") as decoding:
@@ -157,10 +161,12 @@ def create_app(bundle: Bundle, config: ServeConfig, api_key: str | None = None) 
     )
 
 
-def rank(bundle: Bundle, photos: list[np.ndarray]) -> list[Scored]:
+def rank(bundle: Bundle, photos: list[np.ndarray], threads: int) -> list[Scored]:
     """Every class for each photo, most likely first, and its unknown flag: one forward pass
-    for the whole batch."""
-    return predict_pixels(bundle, np.stack(photos), top_k=len(bundle.classes), batch_size=len(photos))
+    for the whole batch, on `threads` threads."""
+    return predict_pixels(
+        bundle, np.stack(photos), top_k=len(bundle.classes), batch_size=len(photos), threads=threads
+    )
 
 
 async def read_photo(request: Request) -> bytes:
