@@ -4,10 +4,15 @@ to the validator, photos gone from Flickr, hosts that keep refusing, and the sin
 from __future__ import annotations
 
 import asyncio
+import base64
 import dataclasses
 import functools
+import threading
+import urllib.request
 from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -172,7 +177,7 @@ def test_missing_urls_fail_without_retries(sim: SimServer, tmp_path: Path) -> No
 def test_a_body_over_the_size_cap_is_refused(
     sim: SimServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(dl, "MAX_BYTES", 1000)
+    monkeypatch.setattr("photoclass.collecting.fetch.MAX_BYTES", 1000)
     [result] = fetch(jobs_for(sim, 1), tmp_path)
     assert (result.status, result.error) == ("failed", "too_large")
 
@@ -197,3 +202,114 @@ def test_download_works_from_inside_a_running_event_loop(sim: SimServer, tmp_pat
         return fetch(jobs_for(sim, 3), tmp_path)
 
     assert [r.status for r in asyncio.run(notebook_cell())] == ["ok"] * 3
+
+
+# -- through a proxy, and answers the simulator does not give -----------------------------------
+
+
+class Proxy:
+    """A forwarding HTTP proxy on 127.0.0.1 (absolute-URI GETs, as clients ask a proxy for plain
+    HTTP), keeping what it was asked and with which Proxy-Authorization."""
+
+    def __init__(self) -> None:
+        self.asked: list[tuple[str, str | None]] = []
+        proxy = self
+        direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # not through itself
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+                proxy.asked.append((self.path, self.headers.get("Proxy-Authorization")))
+                with direct.open(self.path) as upstream:
+                    body = upstream.read()
+                    content_type = upstream.headers.get("Content-Type", "")
+                self.send_response(200)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://user:s%40cret@127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+def test_photos_come_through_the_proxy_the_environment_names(
+    sim: SimServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    proxy = Proxy()
+    try:
+        for name in ("NO_PROXY", "no_proxy", "http_proxy"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("HTTP_PROXY", proxy.url)
+        jobs = jobs_for(sim, 3)
+        assert [r.status for r in fetch(jobs, tmp_path)] == ["ok"] * 3
+        auth = "Basic " + base64.b64encode(b"user:s@cret").decode()
+        assert sorted(proxy.asked) == sorted((job.url, auth) for job in jobs)
+        # NO_PROXY names hosts reached directly
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+        assert [r.status for r in fetch(jobs_for(sim, 4)[3:], tmp_path)] == ["ok"]
+        assert len(proxy.asked) == 3
+    finally:
+        proxy.server.shutdown()
+        proxy.server.server_close()
+
+
+def test_chunked_and_truncated_bodies_and_redirect_loops(
+    tmp_path: Path, start_sim: Callable[..., SimServer]
+) -> None:
+    sim = start_sim()
+    photo = sim.flickr.handle(urlsplit(jobs_for(sim, 1)[0].url).path, {}).body
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:  # noqa: N802
+            if self.path == "/chunked.jpg":  # as a CDN may send it: no length, in chunks
+                self.send_response(200)
+                self.send_header("Content-Type", "image/jpeg")
+                self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+                for at in range(0, len(photo), 5000):
+                    part = photo[at : at + 5000]
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(part), part))
+                self.wfile.write(b"0\r\n\r\n")
+            elif self.path == "/cut.jpg":  # a length it does not keep to
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(photo)))
+                self.end_headers()
+                self.wfile.write(photo[: len(photo) // 2])
+                self.close_connection = True
+            else:  # a redirect to itself, forever
+                self.send_response(302)
+                self.send_header("Location", self.path)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        ids = {"chunked": "101", "cut": "102", "loop": "103"}  # photo ids are numbers
+        jobs = [Job(ids[name], f"{base}/{name}.jpg") for name in ids]
+        results = {
+            name: r for r in fetch(jobs, tmp_path, fast(retries=1)) for name in ids if ids[name] == r.id
+        }
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert results["chunked"].status == "ok"
+    assert photo_path(tmp_path, None, "cat", "101").read_bytes() == photo
+    assert (results["cut"].status, results["cut"].error, results["cut"].attempts) == (
+        "failed",
+        "truncated",
+        2,
+    )
+    assert (results["loop"].status, results["loop"].error) == ("failed", "redirects")

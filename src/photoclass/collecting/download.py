@@ -10,7 +10,6 @@ kept, a short reason: one bad photo never stops the others.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -20,15 +19,10 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from photoclass.collecting.fetch import Body, Fetcher
 from photoclass.collecting.flickr import USER_AGENT
-from photoclass.collecting.retry import Backoff, parse_retry_after, retryable_status
+from photoclass.collecting.retry import Backoff
 from photoclass.config import CollectConfig
-
-MAX_BYTES = 64 * 2**20  # no photo at a Flickr display size comes near this
-# Flickr answers a photo it no longer has (deleted, or made private) with a redirect to an
-# image whose name says so, e.g. https://s.yimg.com/pw/images/en-us/photo_unavailable.png.
-PLACEHOLDER = "photo_unavailable"
-GONE = {404: "http_404", 410: "http_410"}  # the host says the photo will not come back
 
 # A body, with its Content-Type, is either kept (the validator returns what it learned) or not
 # (the validator returns the reason, a short string).
@@ -112,52 +106,6 @@ class HostPacer:
 
 
 @dataclass(frozen=True)
-class _Body:
-    data: bytes
-    content_type: str
-
-
-@dataclass(frozen=True)
-class _Failure:
-    reason: str
-    retry: bool  # a later attempt may succeed
-    retry_after: float | None = None
-    final: bool = False  # the photo is gone for good: never ask again
-
-
-async def _get(client: httpx.AsyncClient, url: str) -> _Body | _Failure:
-    try:
-        async with client.stream("GET", url) as response:
-            if PLACEHOLDER in response.url.path:
-                return _Failure("unavailable", retry=False, final=True)
-            if response.status_code in GONE:
-                return _Failure(GONE[response.status_code], retry=False, final=True)
-            if response.status_code != 200:
-                retry = retryable_status(response.status_code)
-                retry_after = parse_retry_after(response.headers.get("Retry-After"), time.time())
-                return _Failure(f"http_{response.status_code}", retry, retry_after)
-            if int(response.headers.get("Content-Length") or 0) > MAX_BYTES:
-                return _Failure("too_large", retry=False)
-            chunks, size = [], 0
-            async for chunk in response.aiter_bytes():
-                chunks.append(chunk)
-                size += len(chunk)
-                if size > MAX_BYTES:
-                    return _Failure("too_large", retry=False)
-            return _Body(b"".join(chunks), response.headers.get("Content-Type", ""))
-    except httpx.TimeoutException:
-        return _Failure("timeout", retry=True)
-    except httpx.RemoteProtocolError as e:
-        # h11 says "peer closed connection without sending complete message body".
-        cut = "complete message body" in str(e)
-        return _Failure("truncated" if cut else "connection", retry=True)
-    except (httpx.UnsupportedProtocol, httpx.InvalidURL):
-        return _Failure("bad_url", retry=False)
-    except httpx.TransportError:
-        return _Failure("connection", retry=True)
-
-
-@dataclass(frozen=True)
 class _Stage:
     """What one `download` call does with what it fetches, and how politely."""
 
@@ -168,7 +116,7 @@ class _Stage:
     hosts: HostWatch
 
 
-def _keep(stage: _Stage, job_id: str, body: _Body) -> Any:
+def _keep(stage: _Stage, job_id: str, body: Body) -> Any:
     """Validate, and save what passes; returns what the validator returned."""
     checked = stage.validate(body.data, body.content_type)
     if not isinstance(checked, str):
@@ -176,7 +124,7 @@ def _keep(stage: _Stage, job_id: str, body: _Body) -> Any:
     return checked
 
 
-async def _fetch(client: httpx.AsyncClient, stage: _Stage, job: Job) -> Result:
+async def _fetch(fetcher: Fetcher, threads: ThreadPoolExecutor, stage: _Stage, job: Job) -> Result:
     # Asked on the event loop, not in a thread: there is usually nothing, and a failed open
     # costs microseconds, where a trip through the thread pool would queue every request
     # behind the photos being decoded there.
@@ -191,9 +139,9 @@ async def _fetch(client: httpx.AsyncClient, stage: _Stage, job: Job) -> Result:
         if stage.hosts.given_up(host):
             return Result(job.id, "stopped", "host_refusing", attempts=attempt, retried=tuple(retried))
         await stage.pacer.wait(host)
-        got = await _get(client, job.url)
+        got = await asyncio.get_running_loop().run_in_executor(threads, fetcher.get, job.url)
         done = {"attempts": attempt + 1, "retried": tuple(retried)}
-        if isinstance(got, _Body):
+        if isinstance(got, Body):
             stage.hosts.answered(host)
             kept = await asyncio.to_thread(_keep, stage, job.id, got)
             if isinstance(kept, str):
@@ -218,25 +166,25 @@ async def _download(
     queue = deque(jobs)
     results: list[Result] = []
     tls = httpx.create_ssl_context()  # loading the CA bundle takes ~20 ms: once, not per worker
+    workers = min(config.concurrency, len(jobs))
+    # A thread per worker for its blocking HTTP (collecting.fetch says why not async httpx).
+    threads = ThreadPoolExecutor(max(1, workers), thread_name_prefix="photoclass-download")
 
     async def worker() -> None:
-        # One client, so one keep-alive connection, per worker: httpcore's shared pool
-        # rescans all its connections for every request, which at 32 connections cost more
-        # CPU than decoding the photos.
-        async with httpx.AsyncClient(
-            timeout=config.timeout,
-            verify=tls,
-            limits=httpx.Limits(max_connections=1),
-            follow_redirects=True,  # Flickr redirects photos it no longer has to a placeholder
-            headers={"User-Agent": USER_AGENT},
-        ) as client:
+        fetcher = Fetcher(timeout=config.timeout, tls=tls, user_agent=USER_AGENT)
+        try:
             while queue:
-                result = await _fetch(client, stage, queue.popleft())
+                result = await _fetch(fetcher, threads, stage, queue.popleft())
                 results.append(result)
                 if on_result is not None:
                     on_result(result)
+        finally:  # also when cancelled (Ctrl-C): wakes its thread if it waits on the network
+            fetcher.close()
 
-    await asyncio.gather(*(worker() for _ in range(min(config.concurrency, len(jobs)))))
+    try:
+        await asyncio.gather(*(worker() for _ in range(workers)))
+    finally:
+        threads.shutdown(wait=False, cancel_futures=True)
     await asyncio.to_thread(stage.sink.flush)
     return results
 
