@@ -37,12 +37,16 @@ _CHUNK = 1 << 16
 
 @dataclass(frozen=True)
 class Body:
+    """A whole answer of status 200."""
+
     data: bytes
     content_type: str
 
 
 @dataclass(frozen=True)
 class Failure:
+    """Why there is no body: `reason` is what the results record ("timeout", "http_429", ...)."""
+
     reason: str
     retry: bool  # a later attempt may succeed
     retry_after: float | None = None
