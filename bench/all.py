@@ -45,6 +45,8 @@ from pathlib import Path
 
 from _common import ROOT, cpu_info, cpu_summary, machine, table
 
+from photoclass.models import get_model_entry
+
 BENCH = ROOT / "bench"
 AVX2 = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
 
@@ -156,7 +158,7 @@ def goals(found: dict, kind: str) -> list[dict]:
                 "small-cnn epochs that fit in 1/3 of the reference recipe",
                 small["epochs_in_budget"],
                 f"{small['epochs_in_budget']} epochs",
-                "(recipe: 30)",
+                f"(recipe: {get_model_entry('small-cnn').recipe['epochs']})",
                 None,
                 f"{small['s_per_epoch']:.1f} s/epoch ({small['precision']}), budget {small['budget_s']:.0f} s",
             )
