@@ -7,6 +7,9 @@ import asyncio
 import base64
 import dataclasses
 import functools
+import select
+import socket
+import ssl
 import threading
 import urllib.request
 from collections.abc import Callable
@@ -15,6 +18,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+import trustme
 
 from photoclass.collecting import download as dl
 from photoclass.collecting.download import HostPacer, HostWatch, Job, download
@@ -313,3 +317,95 @@ def test_chunked_and_truncated_bodies_and_redirect_loops(
         2,
     )
     assert (results["loop"].status, results["loop"].error) == ("failed", "redirects")
+
+
+class TLSPhotoHost:
+    """An HTTPS photo host on 127.0.0.1 with a certificate from a test CA (trustme), as Flickr's
+    CDN serves photos over TLS."""
+
+    def __init__(self, photo: bytes, ca: trustme.CA) -> None:
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self) -> None:  # noqa: N802
+                self.send_response(200)
+                self.send_header("Content-Type", "image/jpeg")
+                self.send_header("Content-Length", str(len(photo)))
+                self.end_headers()
+                self.wfile.write(photo)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ca.issue_cert("127.0.0.1").configure_cert(context)
+        self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+        self.base = f"https://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class Tunnel:
+    """A proxy that answers CONNECT by relaying bytes both ways, as proxies carry HTTPS."""
+
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+        tunnel = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_CONNECT(self) -> None:  # noqa: N802
+                tunnel.asked.append(self.path)
+                host, port = self.path.rsplit(":", 1)
+                with socket.create_connection((host, int(port))) as upstream:
+                    self.send_response(200, "Connection established")
+                    self.end_headers()
+                    pair = [self.connection, upstream]
+                    while True:
+                        readable, _, _ = select.select(pair, [], [], 10)
+                        if not readable:
+                            return
+                        for side in readable:
+                            data = side.recv(65536)
+                            if not data:
+                                return
+                            (upstream if side is self.connection else self.connection).sendall(data)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+def test_photos_over_https_directly_and_through_a_proxy_tunnel(
+    sim: SimServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    photo = sim.flickr.handle(urlsplit(jobs_for(sim, 1)[0].url).path, {}).body
+    ca = trustme.CA()
+    host, tunnel = TLSPhotoHost(photo, ca), Tunnel()
+    trusted = ssl.create_default_context()
+    ca.configure_trust(trusted)
+    monkeypatch.setattr(dl.httpx, "create_ssl_context", lambda: trusted)  # the test CA, trusted
+    for name in ("NO_PROXY", "no_proxy", "HTTPS_PROXY", "https_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    try:
+        [direct] = fetch([Job("201", f"{host.base}/a.jpg")], tmp_path)
+        assert direct.status == "ok" and not tunnel.asked
+        monkeypatch.setenv("HTTPS_PROXY", tunnel.url)
+        [tunnelled] = fetch([Job("202", f"{host.base}/b.jpg")], tmp_path)
+        assert tunnelled.status == "ok" and tunnel.asked == [urlsplit(host.base).netloc]
+        assert photo_path(tmp_path, None, "cat", "202").read_bytes() == photo
+        # a host whose certificate no trusted CA signed is refused, not read
+        monkeypatch.delenv("HTTPS_PROXY")
+        monkeypatch.setattr(dl.httpx, "create_ssl_context", ssl.create_default_context)
+        [untrusted] = fetch([Job("203", f"{host.base}/c.jpg")], tmp_path, fast(retries=0))
+        assert (untrusted.status, untrusted.error, untrusted.attempts) == ("failed", "tls_certificate", 1)
+    finally:
+        host.stop()
+        tunnel.server.shutdown()
+        tunnel.server.server_close()

@@ -53,14 +53,10 @@ class Failure:
     final: bool = False  # the photo is gone for good: never ask again
 
 
-class _BadURL(Exception):
-    pass
-
-
 def _origin(parts: SplitResult) -> tuple[str, str, int]:
-    """(scheme, host, port): what a connection is kept for."""
+    """(scheme, host, port): what a connection is kept for; ValueError for a URL without one."""
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise _BadURL
+        raise ValueError(f"not an http(s) URL with a host: {parts.geturl()[:80]}")
     return parts.scheme, parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
 
 
@@ -83,7 +79,10 @@ class Fetcher:
                 parts = urlsplit(url)
                 if PLACEHOLDER in parts.path:
                     return Failure("unavailable", retry=False, final=True)
-                key = _origin(parts)  # before sending: a failed request drops its connection
+                try:
+                    key = _origin(parts)  # before sending: a failed request drops its connection
+                except ValueError:  # not http(s), no host, a port that is no number
+                    return Failure("bad_url", retry=False)
                 response = self._send(key, parts)
                 location = response.getheader("Location")
                 if response.status in _REDIRECT and location:
@@ -93,8 +92,13 @@ class Fetcher:
                 return self._answer(key, response)
             self._drop(key)
             return Failure("redirects", retry=False)
-        except (_BadURL, http.client.InvalidURL, ValueError):  # ValueError: a port that is no number
+        except http.client.InvalidURL:  # characters a request line cannot carry
+            self._drop(key)
             return Failure("bad_url", retry=False)
+        except ssl.SSLCertVerificationError:
+            # Retried as a refusal, so a host that keeps failing it is given up on (HostWatch).
+            self._drop(key)
+            return Failure("tls_certificate", retry=True)
         except TimeoutError:
             self._drop(key)
             return Failure("timeout", retry=True)
