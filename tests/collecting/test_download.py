@@ -12,7 +12,8 @@ import socket
 import ssl
 import threading
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -208,70 +209,71 @@ def test_download_works_from_inside_a_running_event_loop(sim: SimServer, tmp_pat
     assert [r.status for r in asyncio.run(notebook_cell())] == ["ok"] * 3
 
 
-# -- through a proxy, and answers the simulator does not give -----------------------------------
+# -- through a proxy, over TLS, and answers the simulator does not give ---------------------------
 
 
-class Proxy:
-    """A forwarding HTTP proxy on 127.0.0.1 (absolute-URI GETs, as clients ask a proxy for plain
-    HTTP), keeping what it was asked and with which Proxy-Authorization."""
+class Quiet(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
 
-    def __init__(self) -> None:
-        self.asked: list[tuple[str, str | None]] = []
-        proxy = self
-        direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # not through itself
+    def log_message(self, *args: object) -> None:
+        pass
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
+    def answer(self, body: bytes, content_type: str = "image/jpeg") -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
 
-            def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
-                proxy.asked.append((self.path, self.headers.get("Proxy-Authorization")))
-                with direct.open(self.path) as upstream:
-                    body = upstream.read()
-                    content_type = upstream.headers.get("Content-Type", "")
-                self.send_response(200)
-                self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
 
-            def log_message(self, *args: object) -> None:
-                pass
+@contextmanager
+def serving(handler: type[BaseHTTPRequestHandler], tls: ssl.SSLContext | None = None) -> Iterator[str]:
+    """`handler` served on 127.0.0.1 (over TLS with `tls`) from a thread; yields host:port."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    if tls is not None:
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://user:s%40cret@127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+def photo_of(sim: SimServer) -> bytes:
+    return sim.flickr.handle(urlsplit(jobs_for(sim, 1)[0].url).path, {}).body
 
 
 def test_photos_come_through_the_proxy_the_environment_names(
     sim: SimServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    proxy = Proxy()
-    try:
-        for name in ("NO_PROXY", "no_proxy", "http_proxy"):
-            monkeypatch.delenv(name, raising=False)
-        monkeypatch.setenv("HTTP_PROXY", proxy.url)
+    asked: list[tuple[str, str | None]] = []
+    direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # not through itself
+
+    class Proxy(Quiet):  # forwards absolute-URI GETs, as clients ask a proxy for plain HTTP
+        def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+            asked.append((self.path, self.headers.get("Proxy-Authorization")))
+            with direct.open(self.path) as upstream:
+                self.answer(upstream.read(), upstream.headers.get("Content-Type", ""))
+
+    for name in ("NO_PROXY", "no_proxy", "http_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    with serving(Proxy) as proxy:
+        monkeypatch.setenv("HTTP_PROXY", f"http://user:s%40cret@{proxy}")
         jobs = jobs_for(sim, 3)
         assert [r.status for r in fetch(jobs, tmp_path)] == ["ok"] * 3
         auth = "Basic " + base64.b64encode(b"user:s@cret").decode()
-        assert sorted(proxy.asked) == sorted((job.url, auth) for job in jobs)
+        assert sorted(asked) == sorted((job.url, auth) for job in jobs)
         # NO_PROXY names hosts reached directly
         monkeypatch.setenv("NO_PROXY", "127.0.0.1")
         assert [r.status for r in fetch(jobs_for(sim, 4)[3:], tmp_path)] == ["ok"]
-        assert len(proxy.asked) == 3
-    finally:
-        proxy.server.shutdown()
-        proxy.server.server_close()
+        assert len(asked) == 3
 
 
-def test_chunked_and_truncated_bodies_and_redirect_loops(
-    tmp_path: Path, start_sim: Callable[..., SimServer]
-) -> None:
-    sim = start_sim()
-    photo = sim.flickr.handle(urlsplit(jobs_for(sim, 1)[0].url).path, {}).body
+def test_chunked_and_truncated_bodies_and_redirect_loops(sim: SimServer, tmp_path: Path) -> None:
+    photo = photo_of(sim)
 
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
+    class Host(Quiet):
         def do_GET(self) -> None:  # noqa: N802
             if self.path == "/chunked.jpg":  # as a CDN may send it: no length, in chunks
                 self.send_response(200)
@@ -294,21 +296,12 @@ def test_chunked_and_truncated_bodies_and_redirect_loops(
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    base = f"http://127.0.0.1:{server.server_address[1]}"
-    try:
-        ids = {"chunked": "101", "cut": "102", "loop": "103"}  # photo ids are numbers
-        jobs = [Job(ids[name], f"{base}/{name}.jpg") for name in ids]
+    ids = {"chunked": "101", "cut": "102", "loop": "103"}  # photo ids are numbers
+    with serving(Host) as host:
+        jobs = [Job(ids[name], f"http://{host}/{name}.jpg") for name in ids]
         results = {
             name: r for r in fetch(jobs, tmp_path, fast(retries=1)) for name in ids if ids[name] == r.id
         }
-    finally:
-        server.shutdown()
-        server.server_close()
     assert results["chunked"].status == "ok"
     assert photo_path(tmp_path, None, "cat", "101").read_bytes() == photo
     assert (results["cut"].status, results["cut"].error, results["cut"].attempts) == (
@@ -319,93 +312,48 @@ def test_chunked_and_truncated_bodies_and_redirect_loops(
     assert (results["loop"].status, results["loop"].error) == ("failed", "redirects")
 
 
-class TLSPhotoHost:
-    """An HTTPS photo host on 127.0.0.1 with a certificate from a test CA (trustme), as Flickr's
-    CDN serves photos over TLS."""
-
-    def __init__(self, photo: bytes, ca: trustme.CA) -> None:
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_GET(self) -> None:  # noqa: N802
-                self.send_response(200)
-                self.send_header("Content-Type", "image/jpeg")
-                self.send_header("Content-Length", str(len(photo)))
-                self.end_headers()
-                self.wfile.write(photo)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        ca.issue_cert("127.0.0.1").configure_cert(context)
-        self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
-        self.base = f"https://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-class Tunnel:
-    """A proxy that answers CONNECT by relaying bytes both ways, as proxies carry HTTPS."""
-
-    def __init__(self) -> None:
-        self.asked: list[str] = []
-        tunnel = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_CONNECT(self) -> None:  # noqa: N802
-                tunnel.asked.append(self.path)
-                host, port = self.path.rsplit(":", 1)
-                with socket.create_connection((host, int(port))) as upstream:
-                    self.send_response(200, "Connection established")
-                    self.end_headers()
-                    pair = [self.connection, upstream]
-                    while True:
-                        readable, _, _ = select.select(pair, [], [], 10)
-                        if not readable:
-                            return
-                        for side in readable:
-                            data = side.recv(65536)
-                            if not data:
-                                return
-                            (upstream if side is self.connection else self.connection).sendall(data)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-
 def test_photos_over_https_directly_and_through_a_proxy_tunnel(
     sim: SimServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    photo = sim.flickr.handle(urlsplit(jobs_for(sim, 1)[0].url).path, {}).body
-    ca = trustme.CA()
-    host, tunnel = TLSPhotoHost(photo, ca), Tunnel()
-    trusted = ssl.create_default_context()
-    ca.configure_trust(trusted)
-    monkeypatch.setattr(dl.httpx, "create_ssl_context", lambda: trusted)  # the test CA, trusted
+    photo, tunnelled_to = photo_of(sim), []
+
+    class Host(Quiet):  # as Flickr's CDN serves photos: over TLS
+        def do_GET(self) -> None:  # noqa: N802
+            self.answer(photo)
+
+    class Tunnel(Quiet):  # a proxy answering CONNECT by relaying bytes both ways, as for HTTPS
+        def do_CONNECT(self) -> None:  # noqa: N802
+            tunnelled_to.append(self.path)
+            host, port = self.path.rsplit(":", 1)
+            with socket.create_connection((host, int(port))) as upstream:
+                self.send_response(200, "Connection established")
+                self.end_headers()
+                ends = [self.connection, upstream]
+                while readable := select.select(ends, [], [], 10)[0]:
+                    for end in readable:
+                        data = end.recv(65536)
+                        if not data:
+                            return
+                        (upstream if end is self.connection else self.connection).sendall(data)
+            self.close_connection = True
+
+    ca = trustme.CA()  # a test CA: the host's certificate, and the trust in it
+    certified = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(certified)
+    trusting = ssl.create_default_context()
+    ca.configure_trust(trusting)
+    monkeypatch.setattr(dl.httpx, "create_ssl_context", lambda: trusting)
     for name in ("NO_PROXY", "no_proxy", "HTTPS_PROXY", "https_proxy"):
         monkeypatch.delenv(name, raising=False)
-    try:
-        [direct] = fetch([Job("201", f"{host.base}/a.jpg")], tmp_path)
-        assert direct.status == "ok" and not tunnel.asked
-        monkeypatch.setenv("HTTPS_PROXY", tunnel.url)
-        [tunnelled] = fetch([Job("202", f"{host.base}/b.jpg")], tmp_path)
-        assert tunnelled.status == "ok" and tunnel.asked == [urlsplit(host.base).netloc]
+    with serving(Host, certified) as host, serving(Tunnel) as tunnel:
+        [direct] = fetch([Job("201", f"https://{host}/a.jpg")], tmp_path)
+        assert direct.status == "ok" and not tunnelled_to
+        monkeypatch.setenv("HTTPS_PROXY", f"http://{tunnel}")
+        [through] = fetch([Job("202", f"https://{host}/b.jpg")], tmp_path)
+        assert through.status == "ok" and tunnelled_to == [host]
         assert photo_path(tmp_path, None, "cat", "202").read_bytes() == photo
         # a host whose certificate no trusted CA signed is refused, not read
         monkeypatch.delenv("HTTPS_PROXY")
         monkeypatch.setattr(dl.httpx, "create_ssl_context", ssl.create_default_context)
-        [untrusted] = fetch([Job("203", f"{host.base}/c.jpg")], tmp_path, fast(retries=0))
+        [untrusted] = fetch([Job("203", f"https://{host}/c.jpg")], tmp_path, fast(retries=0))
         assert (untrusted.status, untrusted.error, untrusted.attempts) == ("failed", "tls_certificate", 1)
-    finally:
-        host.stop()
-        tunnel.server.shutdown()
-        tunnel.server.server_close()
