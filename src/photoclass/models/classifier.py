@@ -78,25 +78,17 @@ class PretrainedClassifier(ImageClassifier):
         return list(self)[start:]
 
 
-class PreLogits(nn.Module):
-    """A model up to the vector its classifier reads (`forward_head(..., pre_logits=True)`):
-    what the probe trains on and the space in which `photoclass.prediction.novelty` measures
-    how unlike the training photos a photo is."""
+class PreLogitsAndLogits(nn.Module):
+    """A model's pre-logits (the vector its classifier reads, `forward_head(...,
+    pre_logits=True)`) and its logits at once, concatenated (N, D + classes): one forward pass
+    for a prediction and its novelty; `split` separates them."""
 
     def __init__(self, model: ImageClassifier) -> None:
         super().__init__()
         self.model = model
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model.forward_head(self.model.forward_features(x), pre_logits=True)
-
-
-class PreLogitsAndLogits(PreLogits):
-    """Both at once, concatenated (N, D + classes): one forward pass for a prediction and its
-    novelty; `split` separates them."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        pre = super().forward(x)
+        pre = self.model.forward_head(self.model.forward_features(x), pre_logits=True)
         return torch.cat([pre, self.model.get_classifier()(pre)], dim=1)
 
     def split(self, out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
