@@ -33,6 +33,16 @@ GONE = {404: "http_404", 410: "http_410"}  # the host says the photo will not co
 REDIRECTS = 5  # followed per photo, at most
 _REDIRECT = {301, 302, 303, 307, 308}
 _CHUNK = 1 << 16
+# What a request that raised is recorded as, and whether a later attempt may succeed: the
+# first kind that matches (all are HTTPException or OSError, the last row's catch-all).
+_FAILURES = (
+    (http.client.InvalidURL, "bad_url", False),  # characters a request line cannot carry
+    # Retried as a refusal, so a host that keeps failing it is given up on (HostWatch).
+    (ssl.SSLCertVerificationError, "tls_certificate", True),
+    (TimeoutError, "timeout", True),
+    (http.client.IncompleteRead, "truncated", True),
+    ((http.client.HTTPException, OSError), "connection", True),
+)
 
 
 @dataclass(frozen=True)
@@ -92,22 +102,10 @@ class Fetcher:
                 return self._answer(key, response)
             self._drop(key)
             return Failure("redirects", retry=False)
-        except http.client.InvalidURL:  # characters a request line cannot carry
+        except (http.client.HTTPException, OSError) as e:
             self._drop(key)
-            return Failure("bad_url", retry=False)
-        except ssl.SSLCertVerificationError:
-            # Retried as a refusal, so a host that keeps failing it is given up on (HostWatch).
-            self._drop(key)
-            return Failure("tls_certificate", retry=True)
-        except TimeoutError:
-            self._drop(key)
-            return Failure("timeout", retry=True)
-        except http.client.IncompleteRead:
-            self._drop(key)
-            return Failure("truncated", retry=True)
-        except (http.client.HTTPException, OSError):
-            self._drop(key)
-            return Failure("connection", retry=True)
+            reason, retry = next((r, again) for kind, r, again in _FAILURES if isinstance(e, kind))
+            return Failure(reason, retry=retry)
 
     def close(self) -> None:
         for key in list(self._connections):
