@@ -10,10 +10,12 @@ and does what the reference does not: it decodes every photo fully, hashes it an
 atomically and durably (fsync), through the same validator and sink `collect()` uses. Photos
 are rendered before timing starts, so neither side waits for the simulator to draw.
 
-The work that must be done: that same validation (the full decode, sha256 and pHash) of the
-same photos, already in memory, on every core (`os.cpu_count()` threads: PIL and hashlib
-release the GIL), with nothing else running. Its photos/s is the CPU-bound limit no
-downloader can pass on this machine, and its CPU time per photo is the least any can spend.
+The work that must be done: what the download does with each body besides fetching it
+(`collecting.download.keep`: the validation, i.e. a full decode, sha256 and pHash, then the
+photo written to its file) for the same photos, already in memory, on every core
+(`os.cpu_count()` threads: PIL, hashlib and file writes release the GIL), with nothing else
+running. Its photos/s is the CPU-bound limit no downloader can pass on this machine, and its
+CPU time per photo is the least any can spend; the validation alone is shown too.
 photoclass's download should spend >= 80% of its CPU on that work (CPU seconds of the
 process, all threads, per photo; the simulator serving from its own process is not counted),
 and with `--latency 0` (nothing to wait for: the download is CPU-bound) its photos/s is
@@ -40,7 +42,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from photoclass.collecting import collect
-from photoclass.collecting.download import Job, download
+from photoclass.collecting.download import Job, download, keep
 from photoclass.collecting.flickr import FlickrClient, parse_photo, size_chain
 from photoclass.collecting.split import INCOMING, IncomingFolder
 from photoclass.collecting.validate import check_image
@@ -89,15 +91,25 @@ def validator() -> Callable[[bytes, str], object]:
     return functools.partial(check_image, min_side=config.min_side, max_pixels=config.max_pixels)
 
 
-def cpu_limit(bodies: list[bytes], repeat: int) -> tuple[float, float]:
-    """(wall, CPU) seconds, the run of median wall time of `repeat`, to validate every body
-    on every core."""
+def cpu_limit(bodies: list[bytes], repeat: int, folder: Path | None) -> tuple[float, float]:
+    """(wall, CPU) seconds, the run of median wall time of `repeat`, to validate every body on
+    every core and, with a `folder`, to save those that pass as the download does (a new
+    folder each run, so files are created, not replaced)."""
     validate = validator()
     runs = []
     with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
-        for _ in range(repeat):
+        for r in range(repeat):
             started, cpu = time.perf_counter(), time.process_time()
-            checked = list(pool.map(validate, bodies, itertools.repeat("image/jpeg")))
+            if folder is None:
+                checked = list(pool.map(validate, bodies, itertools.repeat("image/jpeg")))
+            else:
+                sink = IncomingFolder(folder / str(r), "bench")
+                n = len(bodies)
+                ids, same = [str(i) for i in range(n)], itertools.repeat
+                checked = list(
+                    pool.map(keep, same(validate, n), same(sink, n), ids, bodies, same("image/jpeg", n))
+                )
+                sink.flush()
             runs.append((time.perf_counter() - started, time.process_time() - cpu))
     assert not any(isinstance(c, str) for c in checked), "a reference download is not a valid photo"
     return sorted(runs)[len(runs) // 2]
@@ -131,7 +143,9 @@ def main() -> None:
         ref_dir, data = Path(tmp, "ref"), Path(tmp, "data")
         ref_dir.mkdir()
         ref_s = reference(urls, ref_dir)
-        limit_s = cpu_limit([(ref_dir / f"{i}.jpg").read_bytes() for i in range(len(urls))], args.repeat)
+        bodies = [(ref_dir / f"{i}.jpg").read_bytes() for i in range(len(urls))]
+        validation_s = cpu_limit(bodies, args.repeat, None)
+        limit_s = cpu_limit(bodies, args.repeat, Path(tmp, "limit"))
         # photoclass is CPU-bound where the reference waits on the network, so it is the one
         # that suffers on a busy machine: take the median of a few runs.
         runs = [photoclass_download(urls, Path(tmp, f"pc{i}")) for i in range(args.repeat)]
@@ -155,8 +169,12 @@ def main() -> None:
     limit_wall, limit_cpu = limit_s
     must, spent = limit_cpu / len(urls) * 1000, pc_cpu / len(urls) * 1000
     print(
-        f"validation alone ({os.cpu_count()} threads): {len(urls) / limit_wall:.1f} photos/s (the CPU-bound "
-        f"limit), {must:.2f} CPU ms per photo"
+        f"validation alone ({os.cpu_count()} threads): {len(urls) / validation_s[0]:.1f} photos/s, "
+        f"{validation_s[1] / len(urls) * 1000:.2f} CPU ms per photo"
+    )
+    print(
+        f"validation and saving ({os.cpu_count()} threads): {len(urls) / limit_wall:.1f} photos/s (the "
+        f"CPU-bound limit), {must:.2f} CPU ms per photo"
     )
     print(
         f"photoclass download: {spent:.2f} CPU ms per photo: {must / spent:.0%} of its CPU on the work that "

@@ -11,6 +11,7 @@ import select
 import socket
 import ssl
 import threading
+import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -310,6 +311,60 @@ def test_chunked_and_truncated_bodies_and_redirect_loops(sim: SimServer, tmp_pat
         2,
     )
     assert (results["loop"].status, results["loop"].error) == ("failed", "redirects")
+
+
+def test_answers_ended_by_closing_trickled_garbled_and_connections_closed_between_photos(
+    sim: SimServer, tmp_path: Path
+) -> None:
+    photo, connections = photo_of(sim), []
+
+    class Host(Quiet):
+        def setup(self) -> None:
+            super().setup()
+            connections.append(self.client_address)
+
+        def do_GET(self) -> None:  # noqa: N802
+            if self.path == "/to-the-end.jpg":  # no length: the body ends with the connection
+                self.send_response(200)
+                self.end_headers()
+                self.wfile.write(photo)
+                self.close_connection = True
+            elif self.path == "/trickle.jpg":  # every byte in time, the whole far too late
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(photo)))
+                self.end_headers()
+                for at in range(0, len(photo), 100):
+                    self.wfile.write(photo[at : at + 100])
+                    self.wfile.flush()
+                    time.sleep(0.1)
+            elif self.path == "/garbled.jpg":  # not HTTP at all
+                self.wfile.write(b"SSH-2.0-OpenSSH_9.6\r\n\r\n")
+                self.close_connection = True
+            elif self.path == "/huge-headers.jpg":
+                self.send_response(200)
+                self.send_header("X-Padding", "x" * 70_000)
+                self.end_headers()
+                self.close_connection = True
+            else:  # kept alive as HTTP/1.1 says, then closed anyway once answered
+                self.answer(photo)
+                self.close_connection = True
+
+    ids = {"to-the-end": "301", "trickle": "302", "garbled": "303", "huge-headers": "304"}
+    with serving(Host) as host:
+        jobs = [Job(ids[name], f"http://{host}/{name}.jpg") for name in ids]
+        got = {r.id: r for r in fetch(jobs, tmp_path, fast(retries=0, timeout=1.0))}
+        assert got["301"].status == "ok"
+        assert photo_path(tmp_path, None, "cat", "301").read_bytes() == photo
+        # the timeout is for the whole answer, not for each read
+        assert (got["302"].status, got["302"].error) == ("failed", "timeout")
+        assert (got["303"].status, got["303"].error) == ("failed", "connection")
+        assert (got["304"].status, got["304"].error) == ("failed", "connection")
+        # one worker, three photos: each on a new connection, none failed or retried for it
+        connections.clear()
+        closing = [Job(str(400 + i), f"http://{host}/closing-{i}.jpg") for i in range(3)]
+        results = fetch(closing, tmp_path, fast(retries=0, concurrency=1))
+    assert [(r.status, r.attempts) for r in results] == [("ok", 1)] * 3
+    assert len(connections) == 3
 
 
 def test_photos_over_https_directly_and_through_a_proxy_tunnel(

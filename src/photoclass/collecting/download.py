@@ -10,6 +10,8 @@ kept, a short reason: one bad photo never stops the others.
 from __future__ import annotations
 
 import asyncio
+import functools
+import os
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -116,21 +118,23 @@ class _Stage:
     hosts: HostWatch
 
 
-def _keep(stage: _Stage, job_id: str, body: Body) -> Any:
-    """Validate, and save what passes; returns what the validator returned."""
-    checked = stage.validate(body.data, body.content_type)
+def keep(validate: Validator, sink: Sink, job_id: str, body: bytes, content_type: str) -> Any:
+    """Validate a fetched body, and save it if it passes; returns what the validator returned.
+    The work a download must do besides fetching (bench/collect.py times it alone)."""
+    checked = validate(body, content_type)
     if not isinstance(checked, str):
-        stage.sink.save(job_id, body.data)
+        sink.save(job_id, body)
     return checked
 
 
-async def _fetch(fetcher: Fetcher, threads: ThreadPoolExecutor, stage: _Stage, job: Job) -> Result:
+async def _fetch(fetcher: Fetcher, cores: ThreadPoolExecutor, stage: _Stage, job: Job) -> Result:
+    loop = asyncio.get_running_loop()
     # Asked on the event loop, not in a thread: there is usually nothing, and a failed open
     # costs microseconds, where a trip through the thread pool would queue every request
     # behind the photos being decoded there.
     saved = stage.sink.saved(job.id)
     if saved is not None:  # saved by a run killed before recording it
-        checked = await asyncio.to_thread(stage.validate, saved, "image/jpeg")
+        checked = await loop.run_in_executor(cores, stage.validate, saved, "image/jpeg")
         if not isinstance(checked, str):
             return Result(job.id, "ok", checked=checked)
     host = urlsplit(job.url).netloc
@@ -139,11 +143,13 @@ async def _fetch(fetcher: Fetcher, threads: ThreadPoolExecutor, stage: _Stage, j
         if stage.hosts.given_up(host):
             return Result(job.id, "stopped", "host_refusing", attempts=attempt, retried=tuple(retried))
         await stage.pacer.wait(host)
-        got = await asyncio.get_running_loop().run_in_executor(threads, fetcher.get, job.url)
+        got = await fetcher.get(job.url)
         done = {"attempts": attempt + 1, "retried": tuple(retried)}
         if isinstance(got, Body):
             stage.hosts.answered(host)
-            kept = await asyncio.to_thread(_keep, stage, job.id, got)
+            kept = await loop.run_in_executor(
+                cores, keep, stage.validate, stage.sink, job.id, got.data, got.content_type
+            )
             if isinstance(kept, str):
                 return Result(job.id, "rejected", kept, **done)
             return Result(job.id, "ok", checked=kept, **done)
@@ -165,26 +171,29 @@ async def _download(
 ) -> list[Result]:
     queue = deque(jobs)
     results: list[Result] = []
-    tls = httpx.create_ssl_context()  # loading the CA bundle takes ~20 ms: once, not per worker
+    # Loading the CA bundle takes ~25 ms: once per call, not per worker, and only for https.
+    tls = functools.cache(lambda: httpx.create_ssl_context())
     workers = min(config.concurrency, len(jobs))
-    # A thread per worker for its blocking HTTP (collecting.fetch says why not async httpx).
-    threads = ThreadPoolExecutor(max(1, workers), thread_name_prefix="photoclass-download")
+    # HTTP runs in the event loop (collecting.fetch says why); validating and saving, which
+    # release the GIL, in a thread per core: more at once only cost more CPU per photo (32
+    # threads decoding together spent 17% more than 2 on 2 cores: bench/collect.py).
+    cores = ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="photoclass-validate")
 
     async def worker() -> None:
         fetcher = Fetcher(timeout=config.timeout, tls=tls, user_agent=USER_AGENT)
         try:
             while queue:
-                result = await _fetch(fetcher, threads, stage, queue.popleft())
+                result = await _fetch(fetcher, cores, stage, queue.popleft())
                 results.append(result)
                 if on_result is not None:
                     on_result(result)
-        finally:  # also when cancelled (Ctrl-C): wakes its thread if it waits on the network
+        finally:  # also when cancelled (Ctrl-C)
             fetcher.close()
 
     try:
         await asyncio.gather(*(worker() for _ in range(workers)))
     finally:
-        threads.shutdown(wait=False, cancel_futures=True)
+        cores.shutdown(wait=False, cancel_futures=True)
     await asyncio.to_thread(stage.sink.flush)
     return results
 
