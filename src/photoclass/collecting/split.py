@@ -101,10 +101,18 @@ class IncomingFolder:
 
     def __init__(self, data: Path, folder: str) -> None:
         self.data, self.folder = data, folder
+        # The file names in the folder, listed once and kept up to date by `save` and
+        # `discard`: asked for every photo, a failed open cost ~45 µs (2% of a download's CPU).
+        self._names: set[str] | None = None
 
     def saved(self, photo_id: str) -> bytes | None:
+        path = photo_path(self.data, None, self.folder, photo_id)
+        if self._names is None:
+            self._names = set(os.listdir(path.parent)) if path.parent.is_dir() else set()
+        if path.name not in self._names:
+            return None
         try:
-            return photo_path(self.data, None, self.folder, photo_id).read_bytes()
+            return path.read_bytes()
         except FileNotFoundError:
             return None
 
@@ -112,12 +120,17 @@ class IncomingFolder:
         path = photo_path(self.data, None, self.folder, photo_id)
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(path, body, durable=False)
+        if self._names is not None:
+            self._names.add(path.name)
 
     def flush(self) -> None:
         sync_all()
 
     def discard(self, photo_id: str) -> None:
-        photo_path(self.data, None, self.folder, photo_id).unlink(missing_ok=True)
+        path = photo_path(self.data, None, self.folder, photo_id)
+        path.unlink(missing_ok=True)
+        if self._names is not None:
+            self._names.discard(path.name)
 
 
 def find_photo(data: Path, folder: str, photo_id: str) -> Path | None:
