@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from photoclass.collecting.split import (
+    IncomingFolder,
     Member,
     assign_splits,
     class_folder,
@@ -168,3 +169,16 @@ def test_photo_path_refuses_unsafe_parts(tmp_path: Path) -> None:
         photo_path(tmp_path, "../..", "cat", "1")
     with pytest.raises(ValueError):
         photo_path(tmp_path, "train", "cat", "1" * 21)
+
+
+def test_the_incoming_folder_knows_what_is_saved_whoever_saved_it(tmp_path: Path) -> None:
+    earlier = IncomingFolder(tmp_path, "cat")
+    earlier.save("1", b"one")  # a run killed before recording it
+    sink = IncomingFolder(tmp_path, "cat")
+    assert sink.saved("1") == b"one" and sink.saved("2") is None  # the folder is listed now
+    sink.save("2", b"two")
+    assert sink.saved("2") == b"two"
+    sink.discard("1")
+    assert sink.saved("1") is None and not photo_path(tmp_path, None, "cat", "1").exists()
+    photo_path(tmp_path, None, "cat", "2").unlink()  # gone behind its back: not there either
+    assert sink.saved("2") is None
