@@ -104,11 +104,9 @@ def cpu_limit(bodies: list[bytes], repeat: int, folder: Path | None) -> tuple[fl
                 checked = list(pool.map(validate, bodies, itertools.repeat("image/jpeg")))
             else:
                 sink = IncomingFolder(folder / str(r), "bench")
-                n = len(bodies)
-                ids, same = [str(i) for i in range(n)], itertools.repeat
-                checked = list(
-                    pool.map(keep, same(validate, n), same(sink, n), ids, bodies, same("image/jpeg", n))
-                )
+                ids = [str(i) for i in range(len(bodies))]
+                work = functools.partial(keep, validate, sink)
+                checked = list(pool.map(work, ids, bodies, itertools.repeat("image/jpeg")))
                 sink.flush()
             runs.append((time.perf_counter() - started, time.process_time() - cpu))
     assert not any(isinstance(c, str) for c in checked), "a reference download is not a valid photo"

@@ -129,9 +129,9 @@ def keep(validate: Validator, sink: Sink, job_id: str, body: bytes, content_type
 
 async def _fetch(fetcher: Fetcher, cores: ThreadPoolExecutor, stage: _Stage, job: Job) -> Result:
     loop = asyncio.get_running_loop()
-    # Asked on the event loop, not in a thread: there is usually nothing, and a failed open
-    # costs microseconds, where a trip through the thread pool would queue every request
-    # behind the photos being decoded there.
+    # Asked on the event loop, not in a thread: there is usually nothing, and the sink says so
+    # in microseconds (`IncomingFolder` from its listing), where a trip through the thread pool
+    # would queue every request behind the photos being decoded there.
     saved = stage.sink.saved(job.id)
     if saved is not None:  # saved by a run killed before recording it
         checked = await loop.run_in_executor(cores, stage.validate, saved, "image/jpeg")

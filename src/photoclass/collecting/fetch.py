@@ -223,6 +223,7 @@ class Fetcher:
             retry_after = parse_retry_after(headers.get("retry-after"), time.time())
             return Failure(f"http_{status}", retryable_status(status), retry_after)
         reader, declared = connection.reader, headers.get("content-length", "")
+        keep_alive = answer.keep_alive
         if "chunked" in headers.get("transfer-encoding", "").lower():
             data = await _read_chunked(reader)
         elif declared.isdigit():
@@ -234,13 +235,13 @@ class Fetcher:
             except asyncio.IncompleteReadError:  # the connection ended before the Content-Length did
                 raise _Truncated from None
         else:  # delimited by the connection's end
-            answer = _Answer(status, headers, keep_alive=False)
+            keep_alive = False
             data = await _read_to_end(reader)
         if data is None:
             self._drop(key)
             return Failure("too_large", retry=False)
         connection.used = True
-        if not answer.keep_alive:
+        if not keep_alive:
             self._drop(key)
         return Body(data, headers.get("content-type", ""))
 
