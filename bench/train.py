@@ -3,6 +3,7 @@
     python bench/train.py --tf-python /path/to/tf-venv/bin/python   # ~15 min on 2 cores
     python bench/train.py --quick          # 100 photos, 2 epochs, then lite0 (~5-10 min)
     python bench/train.py --small-cnn      # also small-cnn's whole recipe (+10-30 min)
+    python bench/train.py --small-cnn --small-cnn-args "--epochs 17 --train-size-ratio 0.625"  # (+3 min)
     python bench/train.py --seed-recipe    # also photoclass's own 5-epoch seed-cnn run (+20-30 min)
     python bench/train.py --photos 2000 --epochs 5   # the reference's whole run in part 1 (~1 h)
     python bench/train.py --skip-epochs    # time to accuracy only
@@ -27,9 +28,9 @@
    photoclass's own 5-epoch seed-cnn run.
 3. With `--small-cnn`: small-cnn's recipe on the full set, whole command, cold cache; its time
    to 95% validation accuracy (start-up and decoding plus the epochs up to the first one at or
-   over 95%) against a third of the reference recipe's time from part 2. `--small-cnn-epochs N`
-   runs only N epochs (a shorter one-cycle schedule, the same cost per epoch): seconds per
-   epoch, and how many epochs fit in the budget.
+   over 95%) against a third of the reference recipe's time from part 2, and how many epochs
+   fit in that budget. `--small-cnn-args` changes the recipe, e.g. "--epochs 17
+   --train-size-ratio 0.625" (bench/all.py's fast run).
 
 The machines are shared: run it when they are quiet, and trust the ratios more than the
 absolute seconds. The data is read in place (PHOTOCLASS_BENCH_DATA overrides its location).
@@ -314,16 +315,10 @@ def time_to_accuracy(args, tmp: Path, epochs: dict | None) -> dict:
 
 
 def small_cnn(args, tmp: Path, reference: float | None) -> dict:
-    epochs = args.small_cnn_epochs
-    banner(
-        "3. small-cnn on the full set, cold cache"
-        + (f", {epochs} epochs only" if epochs else ", its whole recipe")
-    )
+    options = shlex.split(args.small_cnn_args)
+    banner(f"3. small-cnn on the full set, cold cache, {shlex.join(options) or 'its whole recipe'}")
     meta, proc = photoclass_train(
-        DATA,
-        tmp / "small-cnn",
-        tmp / "cache-small",
-        ["--model", "small-cnn"] + (["--epochs", str(epochs)] if epochs else []),
+        DATA, tmp / "small-cnn", tmp / "cache-small", ["--model", "small-cnn", *options]
     )
     history = [h for h in meta["history"] if h["phase"] == "train"]
     seconds = [h["seconds"] for h in history]
@@ -336,6 +331,7 @@ def small_cnn(args, tmp: Path, reference: float | None) -> dict:
         "epochs_run": len(history),
         "val_acc": [h["val_acc"] for h in history],
         "precision": meta["precision"],
+        "options": shlex.join(options),
         "budget_s": reference * SMALL_CNN_SHARE if reference else None,
     }
     print(
@@ -386,7 +382,11 @@ def main() -> None:
     parser.add_argument("--skip-epochs", action="store_true", help="leave out part 1 (epoch speed)")
     parser.add_argument("--skip-accuracy", action="store_true", help="leave out part 2 (time to accuracy)")
     parser.add_argument("--small-cnn", action="store_true", help="part 3: small-cnn's time to 95%%")
-    parser.add_argument("--small-cnn-epochs", type=int, default=0, help="part 3 with only N epochs")
+    parser.add_argument(
+        "--small-cnn-args",
+        default="",
+        help='part 3 with these `photoclass train` options, e.g. "--epochs 17"',
+    )
     parser.add_argument(
         "--lite0-args", default="", help='extra `photoclass train` options, e.g. "--epochs 0"'
     )
@@ -415,7 +415,7 @@ def main() -> None:
         found["epochs"] = epochs
         if not args.skip_accuracy:
             found["accuracy"] = time_to_accuracy(args, tmp, epochs)
-        if args.small_cnn or args.small_cnn_epochs:
+        if args.small_cnn:
             found["small_cnn"] = small_cnn(args, tmp, reference_seconds(epochs))
     print(f"\nafter: {machine()}")
     if args.json:

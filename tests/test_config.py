@@ -1,11 +1,15 @@
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 from torch import nn
 
 from photoclass.config import TrainConfig, load
+from photoclass.data.augment import create_augmentation
 from photoclass.errors import ConfigError
 from photoclass.models import create_model, get_model_entry
 
@@ -54,3 +58,22 @@ def test_seed_cnn_is_the_reference_architecture() -> None:
     n_params = sum(p.numel() for p in model.parameters())
     assert 10_000_000 < n_params < 10_200_000  # "~10M of the model's weights"
     assert create_model("seed-cnn", 3, 300).get_classifier()[0].out_features == 3  # softmax for > 2
+
+
+@pytest.mark.parametrize("crop_scale", [0.25, 1.0])
+def test_training_photos_are_train_size_ratio_of_the_image_size(crop_scale: float) -> None:
+    """Random crops (or, without them, the whole photo) come out at the training side; the
+    cached photo they are taken from, like validation's, is `image_size` a side."""
+    cfg = get_model_entry("small-cnn").resolve(
+        TrainConfig(model="small-cnn", image_size=64, train_size_ratio=0.625, crop_scale=crop_scale)
+    )
+    photo = Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8))
+    assert cfg.train_size == 40 and create_augmentation(cfg)(photo).shape == (3, 40, 40)
+    full = dataclasses.replace(cfg, train_size_ratio=1.0)
+    assert create_augmentation(full)(photo).shape == (3, 64, 64)
+
+
+def test_a_network_with_a_dense_layer_trains_at_its_image_size_only() -> None:
+    with pytest.raises(ConfigError, match="seed-cnn takes photos of --image-size only") as info:
+        get_model_entry("seed-cnn").resolve(TrainConfig(model="seed-cnn", train_size_ratio=0.5))
+    assert "\n" not in str(info.value)

@@ -176,8 +176,10 @@ def test_the_graph_is_built_once_and_rebuilt_when_damaged_or_stale(
 export = engine.export_graph
 
 
-def test_frozen_layers_in_onnxruntime_give_torchs_logits_and_gradients(tmp_path: Path) -> None:
-    """The fine-tune's split: the frozen leading blocks in onnxruntime, the rest in PyTorch."""
+@pytest.mark.parametrize("ratio", [1.0, 0.5])
+def test_frozen_layers_in_onnxruntime_give_torchs_logits_and_gradients(tmp_path: Path, ratio: float) -> None:
+    """The fine-tune's split: the frozen leading blocks in onnxruntime, the rest in PyTorch,
+    also when it trains on smaller photos than it validates on (`train_size_ratio`)."""
     torch.manual_seed(0)
     model = create_model("efficientnet-lite0", 2, 64, pretrained=False).to(memory_format=torch.channels_last)
     trained = model.unfrozen(2)
@@ -187,17 +189,20 @@ def test_frozen_layers_in_onnxruntime_give_torchs_logits_and_gradients(tmp_path:
     frozen = [m for m in model if all(m is not t for t in trained)]
     model.eval()
     normalize = Normalize((0.5,) * 3, (0.5,) * 3)
-    x = torch.from_numpy(np.random.default_rng(2).integers(0, 256, (4, 3, 64, 64), dtype=np.uint8))
+    side = round(64 * ratio)
+    x = torch.from_numpy(np.random.default_rng(2).integers(0, 256, (4, 3, side, side), dtype=np.uint8))
+    pixels = np.random.default_rng(3).integers(0, 256, (4, 64, 64, 3), dtype=np.uint8)
     labels = torch.tensor([0, 1, 1, 0])
     results = {}
     for choice in ("torch", "onnx"):
-        cfg = get_model_entry("efficientnet-lite0").resolve(TrainConfig(engine=choice, image_size=64))
+        cfg = get_model_entry("efficientnet-lite0").resolve(
+            TrainConfig(engine=choice, image_size=64, train_size_ratio=ratio)
+        )
         forward, validate = _forward(model, model, frozen, normalize, CPU_FP32, cfg)
         logits = forward(x)
         model.zero_grad()
         F.cross_entropy(logits, labels).backward()
         grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
-        pixels = x.permute(0, 2, 3, 1).numpy()
         results[choice] = logits.detach(), grads, validate(pixels)
         np.testing.assert_array_equal(validate(pixels), results[choice][2])  # again: the kept features
     (l_torch, g_torch, v_torch), (l_onnx, g_onnx, v_onnx) = results["torch"], results["onnx"]

@@ -70,6 +70,17 @@ def test_same_seed_same_model(shapes3: Path, tmp_path: Path) -> None:
     assert not _same_but_time(runs[0].meta, other.meta)
 
 
+def test_trained_on_smaller_photos_it_predicts_at_its_image_size(shapes3: Path, tmp_path: Path) -> None:
+    """`train_size_ratio`: 24 px crops in training, 48 px photos in validation and prediction."""
+    run = photoclass.train(
+        shapes3, tmp_path / "m", progress=False, **{**TINY, "epochs": 8}, train_size_ratio=0.5
+    )
+    assert run.meta["image_size"] == 48 and run.meta["config"]["train_size_ratio"] == 0.5
+    evaluation = photoclass.evaluate(tmp_path / "m", shapes3 / "val", progress=False)
+    assert evaluation.metrics["confusion_matrix"] == run.metrics["confusion_matrix"]
+    assert evaluation.accuracy >= 0.6  # chance is 1/3
+
+
 def _same_but_time(a: dict, b: dict) -> bool:
     strip = lambda h: [{k: v for k, v in row.items() if k != "seconds"} for row in h]  # noqa: E731
     return strip(a["history"]) == strip(b["history"])

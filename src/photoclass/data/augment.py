@@ -18,12 +18,15 @@ from photoclass.data.decode import LazyPixels
 
 def create_augmentation(cfg: TrainConfig) -> v2.Compose:
     """Each augmentation whose knob is set in the resolved `cfg`, in order, on a PIL image already at the
-    model's size (from the cache), ending in a uint8 CHW tensor. PIL images, not tensors,
-    because PIL's affine and resize kernels are 1.5-3.7x faster than torchvision's tensor
-    ones at these sizes, and the workers share the CPU with training."""
+    model's size (from the cache), ending in a uint8 CHW tensor of the training side
+    (`cfg.train_size`). PIL images, not tensors, because PIL's affine and resize kernels are
+    1.5-3.7x faster than torchvision's tensor ones at these sizes, and the workers share the
+    CPU with training."""
     steps: list[v2.Transform] = []
     if cfg.crop_scale < 1:
-        steps.append(v2.RandomResizedCrop(cfg.image_size, scale=(cfg.crop_scale, 1.0), antialias=True))
+        steps.append(v2.RandomResizedCrop(cfg.train_size, scale=(cfg.crop_scale, 1.0), antialias=True))
+    elif cfg.train_size != cfg.image_size:
+        steps.append(v2.Resize((cfg.train_size, cfg.train_size), antialias=True))
     if cfg.zoom or cfg.shear or cfg.rotate:
         zoom = (1 - cfg.zoom, 1 + cfg.zoom) if cfg.zoom else None
         steps.append(v2.RandomAffine(degrees=cfg.rotate, scale=zoom, shear=cfg.shear))

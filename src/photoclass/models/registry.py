@@ -26,6 +26,9 @@ class ModelCfg:
     # slower on AVX512-BF16 alone); EfficientNet-Lite0's depthwise ones on neither (measured
     # no faster with AMX), so "auto" leaves them in fp32.
     cpu_bf16: tuple[str, ...] = ("amx", "avx512")
+    # Global pooling before the head: the network takes photos of any side, so it can train on
+    # smaller ones than it predicts (`train_size_ratio`). A flattened dense layer cannot.
+    any_size: bool = True
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,11 @@ class ModelEntry:
         """`config` with every unset option from this model's recipe, and "auto" precision
         settled for the device it names."""
         cfg = config.resolve(self.recipe)
+        if cfg.train_size_ratio != 1 and not self.cfg.any_size:
+            raise ConfigError(
+                f"{self.name} takes photos of --image-size only (its dense layer is sized for them); "
+                "leave --train-size-ratio at 1"
+            )
         if cfg.precision == "auto":
             from photoclass.runtime import Compute
 

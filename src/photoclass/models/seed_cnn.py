@@ -54,7 +54,7 @@ class Float32Linear(nn.Linear):
 @register_model(
     "seed-cnn",
     recipe=REFERENCE,
-    cfg=ModelCfg(),  # rescale 1/255 only
+    cfg=ModelCfg(any_size=False),  # rescale 1/255 only
     summary="the reference tutorial's CNN and recipe (300 px, RMSprop, batch 5, 5 epochs)",
 )
 def seed_cnn(num_classes: int, image_size: int, pretrained: bool = False) -> ImageClassifier:

@@ -274,10 +274,15 @@ def _forward(
     layers = list(model)  # the contract keeps the layers in one nn.Sequential, run in order
     count = len(frozen)
     if net is model and count and all(a is b for a, b in zip(layers[:count], frozen, strict=True)):
-        first = runner_for(
-            nn.Sequential(*layers[:count]), normalize, compute, cfg.engine, size=cfg.image_size
-        )
+        leading = nn.Sequential(*layers[:count])
+        first = runner_for(leading, normalize, compute, cfg.engine, size=cfg.image_size)
         if first.name != "torch":
+            # Training photos smaller than validation's (`train_size_ratio`) need a graph of their own.
+            first_train = (
+                first
+                if cfg.train_size == cfg.image_size
+                else runner_for(leading, normalize, compute, cfg.engine, size=cfg.train_size)
+            )
             rest = nn.Sequential(*layers[count:])
             kept: dict[int, list[torch.Tensor]] = {}
 
@@ -297,6 +302,6 @@ def _forward(
                 with compute.autocast():
                     return torch.cat([then(f).float().cpu() for f in features])
 
-            return (lambda x: then(first(x.permute(0, 2, 3, 1)))), logits
+            return (lambda x: then(first_train(x.permute(0, 2, 3, 1)))), logits
     whole = TorchRunner(model, normalize, compute)
     return (lambda x: net(normalize(x))), lambda images: outputs(whole, images, batch_size=cfg.batch_size)
