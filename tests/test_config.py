@@ -74,6 +74,6 @@ def test_training_photos_are_train_size_ratio_of_the_image_size(crop_scale: floa
 
 
 def test_a_network_with_a_dense_layer_trains_at_its_image_size_only() -> None:
-    with pytest.raises(ConfigError, match="seed-cnn takes photos of --image-size only") as info:
+    with pytest.raises(ConfigError, match="seed-cnn takes photos of `image_size` only") as info:
         get_model_entry("seed-cnn").resolve(TrainConfig(model="seed-cnn", train_size_ratio=0.5))
     assert "\n" not in str(info.value)

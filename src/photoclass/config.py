@@ -206,7 +206,7 @@ class TrainConfig:
     # look 80% vs 87%, low resolution 84% vs 95%), so no recipe sets it.
     train_size_ratio: float = option(
         1.0,
-        "Side of the photos trained on, as a share of --image-size (validation and prediction use the full size); "
+        "Side of the photos trained on, as a share of the image size (validation and prediction use the whole); "
         "below 1 trains faster.",
         panel=_AUG,
         bounds="[0.25, 1]",

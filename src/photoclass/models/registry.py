@@ -45,8 +45,8 @@ class ModelEntry:
         cfg = config.resolve(self.recipe)
         if cfg.train_size_ratio != 1 and not self.cfg.any_size:
             raise ConfigError(
-                f"{self.name} takes photos of --image-size only (its dense layer is sized for them); "
-                "leave --train-size-ratio at 1"
+                f"{self.name} takes photos of `image_size` only (its dense layer is sized for them); "
+                "leave `train_size_ratio` at 1"
             )
         if cfg.precision == "auto":
             from photoclass.runtime import Compute
