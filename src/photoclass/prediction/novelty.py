@@ -73,21 +73,33 @@ def l2_normalize(features: np.ndarray | torch.Tensor) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
-def knn_distance(reference: np.ndarray, queries: np.ndarray, k: int = K, *, same: bool = False) -> np.ndarray:
+def knn_distance(
+    reference: np.ndarray,
+    queries: np.ndarray,
+    k: int = K,
+    *,
+    same: bool = False,
+    reference_sq: np.ndarray | None = None,
+) -> np.ndarray:
     """Euclidean distance from each row of `queries` to its k-th nearest row of `reference`
     (both (N, D), any float dtype), in chunks so memory stays small. `same=True` when
     `queries` is `reference`, so that a row is not its own neighbour; with fewer than k
-    other rows, the farthest is used (and with none, the distance is infinite)."""
+    other rows, the farthest is used (and with none, the distance is infinite).
+    `reference_sq`: the rows' squared lengths, when the caller keeps them."""
     ref = np.asarray(reference, dtype=np.float32)
     points = np.asarray(queries, dtype=np.float32)
     k = min(k, len(ref) - same)
     if k < 1:
         return np.full(len(points), np.inf, np.float32)
-    ref_sq = (ref * ref).sum(1)
+    ref_sq = squared_lengths(ref) if reference_sq is None else reference_sq
+    # The products in PyTorch, not numpy: OpenBLAS's threads spin for a long while after each
+    # product, and in a server predicting batch after batch they took a core from the model
+    # (`photoclass serve` answered 1.4x more photos with PyTorch's, which sleep; bench/README.md).
+    ref_t = _tensor(ref)
     out = np.empty(len(points), np.float32)
     for start in range(0, len(points), _CHUNK):
         q = points[start : start + _CHUNK]
-        d2 = (q * q).sum(1)[:, None] + ref_sq[None, :] - 2 * q @ ref.T
+        d2 = (q * q).sum(1)[:, None] + ref_sq[None, :] - 2 * (_tensor(q) @ ref_t.T).numpy()
         if same:
             rows = np.arange(len(q))
             d2[rows, start + rows] = np.inf
@@ -95,17 +107,33 @@ def knn_distance(reference: np.ndarray, queries: np.ndarray, k: int = K, *, same
     return out
 
 
+def _tensor(array: np.ndarray) -> torch.Tensor:
+    """`array` as a tensor sharing its memory (a copy when it is read-only: torch would warn)."""
+    return torch.from_numpy(array if array.flags.writeable else array.copy())
+
+
+def squared_lengths(rows: np.ndarray) -> np.ndarray:
+    """Each row's squared Euclidean length, float32."""
+    return np.einsum("ij,ij->i", rows, rows, dtype=np.float32)
+
+
 @dataclass
 class Novelty:
     """The reference features and the threshold above which a photo is "unknown"."""
 
-    reference: np.ndarray  # (N, D) float16, L2-normalised training features
+    reference: np.ndarray  # (N, D) L2-normalised training features, float16 values
     k: int
     threshold: float
     rate: float  # the share of validation photos above `threshold`, as asked for
 
+    def __post_init__(self) -> None:
+        # Held as float32 (the bundle keeps float16): numpy widens float16 one element at a
+        # time, ~9 ms for 1,000 x 1,280 on every call, more than a one-photo forward pass.
+        self.reference = np.asarray(self.reference, dtype=np.float32)
+        self._reference_sq = squared_lengths(self.reference)  # the same for every query
+
     def distances(self, features: np.ndarray | torch.Tensor) -> np.ndarray:
-        return knn_distance(self.reference, l2_normalize(features), self.k)
+        return knn_distance(self.reference, l2_normalize(features), self.k, reference_sq=self._reference_sq)
 
     def unknown(self, features: np.ndarray | torch.Tensor) -> np.ndarray:
         """True for each photo farther from the training photos than the threshold."""
@@ -118,7 +146,8 @@ class Novelty:
     def save(self, folder: Path) -> None:
         from safetensors.torch import save_file
 
-        save_file({"reference": torch.from_numpy(self.reference)}, str(Path(folder) / FILE))
+        reference = torch.from_numpy(self.reference.astype(np.float16))  # lossless: float16 values
+        save_file({"reference": reference}, str(Path(folder) / FILE))
 
     @classmethod
     def load(cls, folder: Path, meta: dict[str, Any]) -> Novelty:
