@@ -85,6 +85,23 @@ def test_onnx_gives_torchs_efficientnet_lite0_on_real_photos(cats_owls_tiny: Pat
     np.testing.assert_allclose(got, want, atol=1e-4)
 
 
+def test_efficientnet_lite0s_padding_folds_into_its_convolutions(tmp_path: Path) -> None:
+    """Its strided convolutions pad as TensorFlow does ("same", uneven): exported, each Pad
+    is a constant that onnxruntime folds into the convolution after it, so none runs."""
+    import onnx
+    import onnxruntime as ort
+
+    model = create_model("efficientnet-lite0", 2, 96).eval()
+    cfg = get_model_entry("efficientnet-lite0").cfg
+    graph = engine.export_graph(engine.Pixels(model, Normalize(cfg.mean, cfg.std)), 96)
+    assert sum(node.op_type == "Pad" for node in onnx.load_from_string(graph).graph.node) == 5
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
+    assert "Pad" not in {node.op_type for node in onnx.load(tmp_path / "optimized.onnx").graph.node}
+
+
 def test_auto_uses_onnxruntime_on_a_cpu_in_float32_only() -> None:
     model = create_model("small-cnn", 2, 32).eval()
     normalize = Normalize((0.5,) * 3, (0.5,) * 3)

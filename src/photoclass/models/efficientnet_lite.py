@@ -37,6 +37,7 @@ class Conv2dSame(nn.Conv2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         pad = []
         for size, k, s in zip(x.shape[:1:-1], self.kernel_size[::-1], self.stride[::-1], strict=True):
+            size = int(size)  # a constant in an exported graph (its height and width are fixed)
             total = max((math.ceil(size / s) - 1) * s + k - size, 0)
             pad += [total // 2, total - total // 2]
         return super().forward(F.pad(x, pad))
