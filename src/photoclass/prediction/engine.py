@@ -304,15 +304,16 @@ def export_graph(module: nn.Module, size: int, output: str = "outputs") -> bytes
                 output_names=[output],
                 dynamic_axes={"pixels": {0: "batch"}, output: {0: "batch"}},
             )
-        return _without_omitted_inputs(buffer.getvalue())
+        graph = buffer.getvalue()
     except Exception as e:  # noqa: BLE001  (whatever the deprecated exporter raises, try the other)
         log.debug("TorchScript ONNX export failed (%s); using torch.export", str(e).splitlines()[0])
-    return _dynamo_export(module, example, output)
+        graph = _dynamo_export(module, example, output)
+    return _without_omitted_inputs(graph)
 
 
 def _without_omitted_inputs(graph: bytes) -> bytes:
-    """`graph` without the empty names the TorchScript exporter writes for optional inputs left
-    out at the end of a node's inputs (Pad's constant value). onnxruntime folds a Pad into the
+    """`graph` without the empty names an exporter writes for optional inputs left out at the
+    end of a node's inputs (the TorchScript one for Pad's constant value). onnxruntime folds a Pad into the
     convolution after it only when every input it has is a constant: EfficientNet-Lite0's five
     strided convolutions ("same" padding) each ran a Pad and two layout reorders, ~25% of its
     forward pass (bench/README.md)."""
