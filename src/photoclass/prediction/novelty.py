@@ -99,7 +99,7 @@ def knn_distance(
     out = np.empty(len(points), np.float32)
     for start in range(0, len(points), _CHUNK):
         q = points[start : start + _CHUNK]
-        d2 = (q * q).sum(1)[:, None] + ref_sq[None, :] - 2 * (_tensor(q) @ ref_t.T).numpy()
+        d2 = squared_lengths(q)[:, None] + ref_sq[None, :] - 2 * (_tensor(q) @ ref_t.T).numpy()
         if same:
             rows = np.arange(len(q))
             d2[rows, start + rows] = np.inf
