@@ -21,6 +21,7 @@ from photoclass.data.cache import cache_root, decode_all
 from photoclass.data.preprocess import Normalize
 from photoclass.errors import ConfigError, DependencyError
 from photoclass.models import create_model, get_model_entry
+from photoclass.models.classifier import PreLogitsAndLogits
 from photoclass.prediction import engine
 from photoclass.prediction.inference import CPU_FP32, logits_for, probabilities
 from photoclass.runtime import Compute
@@ -188,6 +189,17 @@ def test_the_graph_is_built_once_and_rebuilt_when_damaged_or_stale(
     changed = runner(fresh_process=False)
     assert changed.path != first.path and len(exports) == 3
     assert not torch.equal(logits_for(model, pixels, normalize), want)
+    # A layer replaced by a new one of the same shape (a new head, say): the same layers'
+    # settings and weight versions, other weights: a new graph too.
+    head = model[-1][0]
+    model[-1][0] = torch.nn.Linear(head.in_features, head.out_features)
+    replaced = runner(fresh_process=False)
+    assert replaced.path not in (first.path, changed.path) and len(exports) == 4
+    # The same layers in a new wrapper (prediction wraps the model anew each call): the same runner.
+    wrapped = [
+        engine.runner_for(PreLogitsAndLogits(model), normalize, CPU_FP32, "onnx", size=32) for _ in "ab"
+    ]
+    assert wrapped[0] is wrapped[1] is not replaced and len(exports) == 5
 
 
 export = engine.export_graph
